@@ -1,0 +1,275 @@
+//! Code generation.
+//!
+//! ```text
+//! #[cached(key = "user:<id>", ttl = 300, tags = ["org:<org>"], skip = [db])]
+//! async fn get_user(db: &Db, id: u64, org: u64) -> Result<User, E> { BODY }
+//! ```
+//! becomes (paths shortened; `P` is `::cache_runtime::__private`)
+//! ```text
+//! async fn get_user(db: &Db, id: u64, org: u64) -> Result<User, E> {
+//!     static __CACHE_SITE: P::Site = P::Site::new(concat!(module_path!(), "::get_user"), 300, 0);
+//!     let key = { let mut w = P::KeyWriter::new(); w.write_literal("user:"); w.write_part(&id); w };
+//!     let dependencies = P::Dependencies { tags: [/* "org:" + org */], versions: [] };
+//!     P::cached::<P::ResultMode, Result<User, E>, _, _, 1, 0>(
+//!         &__CACHE_SITE, P::default_cache(), key, dependencies, &[],
+//!         async move { let ret: Result<User, E> = { BODY }; ret },
+//!     ).await
+//! }
+//! ```
+//! `#[invalidates]` renders its keys, tags and versions the same way, then calls
+//! `P::invalidating`, which runs the body and invalidates when it succeeded.
+//! Locals use mixed-site hygiene, so parameters named like them are untouched.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{format_ident, quote, quote_spanned};
+use syn::{Expr, Ident, ItemFn};
+
+use crate::diagnostics::Errors;
+use crate::options::{CachedOptions, InvalidatesOptions};
+use crate::signature::{self, ReturnMode, Signature};
+use crate::template::{Segment, Template};
+use crate::validate::{self, CachedPlan, InvalidatesPlan, KeyPlan};
+
+fn local(name: &str) -> Ident {
+    Ident::new(name, Span::mixed_site())
+}
+
+/// Parses the item as a function, or reports that the macro needs one.
+fn parse_function(item: &TokenStream, macro_name: &str) -> Result<ItemFn, TokenStream> {
+    syn::parse2::<ItemFn>(item.clone()).map_err(|_| {
+        let error = syn::Error::new(
+            Span::call_site(),
+            format!("`#[{macro_name}]` goes on an `async fn` (a free function or a method)"),
+        )
+        .into_compile_error();
+        quote!(#error #item)
+    })
+}
+
+/// The original function plus every error: the IDE keeps seeing the function.
+fn with_errors(function: &ItemFn, errors: Errors) -> TokenStream {
+    let errors = errors.into_compile_errors();
+    quote!(#errors #function)
+}
+
+pub(crate) fn cached(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let function = match parse_function(&item, "cached") {
+        Ok(function) => function,
+        Err(tokens) => return tokens,
+    };
+    let mut errors = Errors::default();
+    let options = CachedOptions::parse(attr, &mut errors);
+    let signature = signature::analyze(&function, "cached", true, &mut errors);
+    match validate::cached(options, &signature, &function.sig.ident, &mut errors) {
+        Some(plan) if errors.is_empty() => generate_cached(&function, &signature, &plan),
+        _ => with_errors(&function, errors),
+    }
+}
+
+pub(crate) fn invalidates(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let function = match parse_function(&item, "invalidates") {
+        Ok(function) => function,
+        Err(tokens) => return tokens,
+    };
+    let mut errors = Errors::default();
+    let options = InvalidatesOptions::parse(attr, &mut errors);
+    let signature = signature::analyze(&function, "invalidates", false, &mut errors);
+    match validate::invalidates(options, &signature, &function.sig.ident, &mut errors) {
+        Some(plan) if errors.is_empty() => generate_invalidates(&function, &signature, &plan),
+        _ => with_errors(&function, errors),
+    }
+}
+
+/// `&param.field.field`, spanned at the parameter so a type that cannot be a key
+/// part is reported at its declaration.
+fn placeholder_value(
+    root: &str,
+    fields: &[String],
+    signature: &Signature,
+    literal_span: Span,
+) -> TokenStream {
+    let (base, span) = if root == "self" {
+        (quote_spanned!(literal_span=> self), literal_span)
+    } else {
+        let ident = signature
+            .parameter(root)
+            .map_or_else(|| format_ident!("{}", root), |p| p.ident.clone());
+        let span = if fields.is_empty() {
+            ident.span()
+        } else {
+            literal_span
+        };
+        (quote!(#ident), span)
+    };
+    let fields = fields.iter().map(|field| match field.parse::<u32>() {
+        Ok(index) => {
+            let index = syn::Index { index, span };
+            quote!(.#index)
+        }
+        Err(_) => {
+            let field = Ident::new(field, span);
+            quote!(.#field)
+        }
+    });
+    quote_spanned!(span=> &#base #(#fields)*)
+}
+
+/// A block that renders `template` into a fresh `KeyWriter`.
+fn render(template: &Template, signature: &Signature) -> TokenStream {
+    let writer = local("__cache_writer");
+    let span = template.literal.span();
+    let steps = template.segments.iter().map(|segment| match segment {
+        Segment::Literal(text) => quote!(#writer.write_literal(#text);),
+        Segment::Placeholder(placeholder) => {
+            let value = placeholder_value(&placeholder.root, &placeholder.fields, signature, span);
+            quote_spanned!(span=> #writer.write_part(#value);)
+        }
+    });
+    quote!({
+        let mut #writer = ::cache_runtime::__private::KeyWriter::new();
+        #(#steps)*
+        #writer
+    })
+}
+
+/// The default key: `module::function`, then `:` and each parameter not skipped.
+fn render_default(function: &Ident, parameters: &[Ident]) -> TokenStream {
+    let writer = local("__cache_writer");
+    let name = function.to_string();
+    let parts = parameters.iter().map(|parameter| {
+        let span = parameter.span();
+        quote_spanned!(span=> #writer.write_literal(":"); #writer.write_part(&#parameter);)
+    });
+    quote!({
+        let mut #writer = ::cache_runtime::__private::KeyWriter::new();
+        #writer.write_literal(::core::concat!(::cache_runtime::__private::module_path!(), "::", #name));
+        #(#parts)*
+        #writer
+    })
+}
+
+fn mode_path(mode: ReturnMode) -> TokenStream {
+    match mode {
+        ReturnMode::Result => quote!(::cache_runtime::__private::ResultMode),
+        ReturnMode::Option => quote!(::cache_runtime::__private::OptionMode),
+        ReturnMode::Plain => quote!(::cache_runtime::__private::PlainMode),
+    }
+}
+
+fn cache_handle(cache: Option<&Expr>) -> TokenStream {
+    match cache {
+        None => quote!(::cache_runtime::__private::default_cache()),
+        Some(expr) => {
+            let span = syn::spanned::Spanned::span(expr);
+            quote_spanned!(span=> ::cache_runtime::__private::cache_of(&(#expr)))
+        }
+    }
+}
+
+/// The user's body as an `async move` block, its type pinned to the return type
+/// so `?` and `return` inside it infer as they did in the function.
+fn body(function: &ItemFn, signature: &Signature) -> TokenStream {
+    let block = &function.block;
+    let ret = local("__cache_ret");
+    if signature.return_type_nameable {
+        let ty = &signature.return_type;
+        quote!(async move {
+            #[allow(clippy::let_and_return, clippy::needless_return, unreachable_code)]
+            let #ret: #ty = #block;
+            #ret
+        })
+    } else {
+        quote!(async move #block)
+    }
+}
+
+fn generate_cached(function: &ItemFn, signature: &Signature, plan: &CachedPlan) -> TokenStream {
+    let ItemFn {
+        attrs, vis, sig, ..
+    } = function;
+    let name = sig.ident.to_string();
+    let (ttl, jitter) = (plan.ttl, plan.jitter);
+    let key = match &plan.key {
+        KeyPlan::Template(template) => render(template, signature),
+        KeyPlan::Default(parameters) => render_default(&sig.ident, parameters),
+    };
+    let tags = plan.tags.iter().map(|tag| render(tag, signature));
+    let versions = plan
+        .versions
+        .iter()
+        .map(|version| render(version, signature));
+    let (tag_count, version_count) = (plan.tags.len(), plan.versions.len());
+    let type_parameters = &signature.type_parameters;
+    let mode = mode_path(signature.mode);
+    let ret = &signature.return_type;
+    let handle = cache_handle(plan.cache.as_ref());
+    let body = body(function, signature);
+    let (site, key_local, dependencies) = (
+        local("__CACHE_SITE"),
+        local("__cache_key"),
+        local("__cache_dependencies"),
+    );
+    let call_span = syn::spanned::Spanned::span(ret);
+    let call = quote_spanned!(call_span=> ::cache_runtime::__private::cached::<#mode, #ret, _, _, #tag_count, #version_count>);
+    quote! {
+        #(#attrs)*
+        #vis #sig {
+            static #site: ::cache_runtime::__private::Site = ::cache_runtime::__private::Site::new(
+                ::core::concat!(::cache_runtime::__private::module_path!(), "::", #name),
+                #ttl,
+                #jitter,
+            );
+            let #key_local = #key;
+            let #dependencies = ::cache_runtime::__private::Dependencies {
+                tags: [#(#tags),*],
+                versions: [#(#versions),*],
+            };
+            #call(
+                &#site,
+                #handle,
+                #key_local,
+                #dependencies,
+                &[#(::cache_runtime::__private::type_name::<#type_parameters>()),*],
+                #body,
+            )
+            .await
+        }
+    }
+}
+
+fn generate_invalidates(
+    function: &ItemFn,
+    signature: &Signature,
+    plan: &InvalidatesPlan,
+) -> TokenStream {
+    let ItemFn {
+        attrs, vis, sig, ..
+    } = function;
+    let keys = plan.keys.iter().map(|key| render(key, signature));
+    let tags = plan.tags.iter().map(|tag| render(tag, signature));
+    let versions = plan
+        .versions
+        .iter()
+        .map(|version| render(version, signature));
+    let counts = [plan.keys.len(), plan.tags.len(), plan.versions.len()];
+    let mode = mode_path(signature.mode);
+    let handle = cache_handle(plan.cache.as_ref());
+    let body = body(function, signature);
+    let invalidation = local("__cache_invalidation");
+    quote! {
+        #(#attrs)*
+        #vis #sig {
+            let #invalidation = ::cache_runtime::__private::Invalidation {
+                keys: [#(#keys),*],
+                tags: [#(#tags),*],
+                versions: [#(#versions),*],
+            };
+            ::cache_runtime::__private::invalidating::<#mode, _, _, _, #(#counts),*>(
+                #handle,
+                #invalidation,
+                #body,
+            )
+            .await
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! Parsing the attribute's `name = value` options.
+//!
+//! Options are parsed generically (`ident = expr`), then read by name; every
+//! unknown, duplicate or ill-typed option is reported, each at its own token.
+
+use std::collections::HashSet;
+
+use proc_macro2::TokenStream;
+use syn::parse::{Parse, ParseStream, Parser};
+use syn::punctuated::Punctuated;
+use syn::{Expr, ExprArray, Ident, Lit, LitInt, LitStr, Token};
+
+use crate::diagnostics::{Errors, closest, list};
+
+/// One `name = value` pair.
+pub(crate) struct RawOption {
+    name: Ident,
+    value: Expr,
+}
+
+impl Parse for RawOption {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let name: Ident = input.parse()?;
+        let lookahead = input.lookahead1();
+        if !lookahead.peek(Token![=]) {
+            return Err(syn::Error::new(
+                name.span(),
+                format!("expected `{name} = ...`: every option takes a value"),
+            ));
+        }
+        input.parse::<Token![=]>()?;
+        Ok(Self {
+            name,
+            value: input.parse()?,
+        })
+    }
+}
+
+fn parse_raw(attr: TokenStream) -> syn::Result<Vec<RawOption>> {
+    let parsed = Punctuated::<RawOption, Token![,]>::parse_terminated.parse2(attr)?;
+    Ok(parsed.into_iter().collect())
+}
+
+/// A positive number of seconds, with its literal for error spans.
+pub(crate) struct Seconds {
+    pub(crate) literal: LitInt,
+    pub(crate) value: u64,
+}
+
+/// The options of `#[cached(...)]`.
+#[derive(Default)]
+pub(crate) struct CachedOptions {
+    pub(crate) key: Option<LitStr>,
+    pub(crate) ttl: Option<Seconds>,
+    pub(crate) jitter: Option<Seconds>,
+    pub(crate) tags: Vec<LitStr>,
+    pub(crate) version: Option<LitStr>,
+    pub(crate) skip: Vec<Ident>,
+    pub(crate) cache: Option<Expr>,
+}
+
+/// The options of `#[invalidates(...)]`.
+#[derive(Default)]
+pub(crate) struct InvalidatesOptions {
+    pub(crate) keys: Vec<LitStr>,
+    pub(crate) tags: Vec<LitStr>,
+    pub(crate) versions: Vec<LitStr>,
+    pub(crate) skip: Vec<Ident>,
+    pub(crate) cache: Option<Expr>,
+}
+
+const CACHED_OPTIONS: &[&str] = &["key", "ttl", "jitter", "tags", "version", "skip", "cache"];
+const INVALIDATES_OPTIONS: &[&str] = &["keys", "tags", "versions", "skip", "cache"];
+
+/// Reads options one by one, catching unknown and duplicate names in one place.
+struct OptionReader<'e> {
+    macro_name: &'static str,
+    known: &'static [&'static str],
+    seen: HashSet<String>,
+    errors: &'e mut Errors,
+}
+
+impl OptionReader<'_> {
+    /// The option's name if it is known and not a duplicate; reports otherwise.
+    fn accept(&mut self, option: &RawOption) -> Option<String> {
+        let name = option.name.to_string();
+        if !self.known.contains(&name.as_str()) {
+            let hint = match closest(&name, self.known.iter().copied()) {
+                Some(near) => format!("did you mean `{near}`?"),
+                None => format!("the options are {}", list(self.known.iter().copied())),
+            };
+            self.errors.at(
+                &option.name,
+                format!(
+                    "unknown option `{name}` for `#[{}]`: {hint}",
+                    self.macro_name
+                ),
+            );
+            return None;
+        }
+        if !self.seen.insert(name.clone()) {
+            self.errors.at(
+                &option.name,
+                format!("duplicate option `{name}`: give it once"),
+            );
+            return None;
+        }
+        Some(name)
+    }
+}
+
+fn string(expr: &Expr, what: &str, errors: &mut Errors) -> Option<LitStr> {
+    if let Expr::Lit(lit) = expr {
+        if let Lit::Str(text) = &lit.lit {
+            return Some(text.clone());
+        }
+    }
+    errors.at(
+        expr,
+        format!("expected {what}, a string such as \"user:<id>\""),
+    );
+    None
+}
+
+fn strings(expr: &Expr, what: &str, errors: &mut Errors) -> Vec<LitStr> {
+    match expr {
+        Expr::Array(ExprArray { elems, .. }) => elems
+            .iter()
+            .filter_map(|element| string(element, what, errors))
+            .collect(),
+        single => string(single, what, errors).into_iter().collect(),
+    }
+}
+
+fn idents(expr: &Expr, errors: &mut Errors) -> Vec<Ident> {
+    let Expr::Array(array) = expr else {
+        errors.at(
+            expr,
+            "expected a list of parameter names, such as `[db, request]`",
+        );
+        return Vec::new();
+    };
+    let mut names = Vec::new();
+    for element in &array.elems {
+        match element {
+            Expr::Path(path) if path.qself.is_none() => match path.path.get_ident() {
+                Some(ident) => names.push(ident.clone()),
+                None => errors.at(element, "expected a parameter name"),
+            },
+            _ => errors.at(element, "expected a parameter name"),
+        }
+    }
+    names
+}
+
+fn seconds(expr: &Expr, name: &str, errors: &mut Errors) -> Option<Seconds> {
+    if let Expr::Lit(lit) = expr {
+        if let Lit::Int(int) = &lit.lit {
+            match int.base10_parse::<u64>() {
+                Ok(value) => {
+                    return Some(Seconds {
+                        literal: int.clone(),
+                        value,
+                    });
+                }
+                Err(error) => {
+                    errors.push(error);
+                    return None;
+                }
+            }
+        }
+    }
+    errors.at(
+        expr,
+        format!("expected `{name}` in whole seconds, such as `{name} = 300`"),
+    );
+    None
+}
+
+impl CachedOptions {
+    pub(crate) fn parse(attr: TokenStream, errors: &mut Errors) -> Self {
+        let mut options = Self::default();
+        let raw = match parse_raw(attr) {
+            Ok(raw) => raw,
+            Err(error) => {
+                errors.push(error);
+                return options;
+            }
+        };
+        let mut reader = OptionReader {
+            macro_name: "cached",
+            known: CACHED_OPTIONS,
+            seen: HashSet::new(),
+            errors,
+        };
+        for option in &raw {
+            let Some(name) = reader.accept(option) else {
+                continue;
+            };
+            let errors = &mut *reader.errors;
+            let value = &option.value;
+            match name.as_str() {
+                "key" => options.key = string(value, "a key template", errors),
+                "ttl" => options.ttl = seconds(value, "ttl", errors),
+                "jitter" => options.jitter = seconds(value, "jitter", errors),
+                "tags" => options.tags = strings(value, "a tag template", errors),
+                "version" => options.version = string(value, "a version template", errors),
+                "skip" => options.skip = idents(value, errors),
+                "cache" => options.cache = Some(value.clone()),
+                _ => {}
+            }
+        }
+        options
+    }
+}
+
+impl InvalidatesOptions {
+    pub(crate) fn parse(attr: TokenStream, errors: &mut Errors) -> Self {
+        let mut options = Self::default();
+        let raw = match parse_raw(attr) {
+            Ok(raw) => raw,
+            Err(error) => {
+                errors.push(error);
+                return options;
+            }
+        };
+        let mut reader = OptionReader {
+            macro_name: "invalidates",
+            known: INVALIDATES_OPTIONS,
+            seen: HashSet::new(),
+            errors,
+        };
+        for option in &raw {
+            let Some(name) = reader.accept(option) else {
+                continue;
+            };
+            let errors = &mut *reader.errors;
+            let value = &option.value;
+            match name.as_str() {
+                "keys" => options.keys = strings(value, "a key template", errors),
+                "tags" => options.tags = strings(value, "a tag template", errors),
+                "versions" => options.versions = strings(value, "a version template", errors),
+                "skip" => options.skip = idents(value, errors),
+                "cache" => options.cache = Some(value.clone()),
+                _ => {}
+            }
+        }
+        options
+    }
+}

@@ -1,0 +1,253 @@
+//! Checks the options against the signature and produces what to generate.
+
+use std::collections::HashSet;
+
+use proc_macro2::Span;
+use syn::{Expr, Ident, LitStr};
+
+use crate::diagnostics::{Errors, closest, list};
+use crate::options::{CachedOptions, InvalidatesOptions};
+use crate::signature::Signature;
+use crate::template::{self, Template};
+
+/// The key of a `#[cached]` function.
+pub(crate) enum KeyPlan {
+    /// `key = "..."`.
+    Template(Template),
+    /// No `key`: the function's path and every parameter not skipped, in order.
+    Default(Vec<Ident>),
+}
+
+pub(crate) struct CachedPlan {
+    pub(crate) key: KeyPlan,
+    pub(crate) tags: Vec<Template>,
+    pub(crate) versions: Vec<Template>,
+    pub(crate) ttl: u64,
+    pub(crate) jitter: u64,
+    pub(crate) cache: Option<Expr>,
+}
+
+pub(crate) struct InvalidatesPlan {
+    pub(crate) keys: Vec<Template>,
+    pub(crate) tags: Vec<Template>,
+    pub(crate) versions: Vec<Template>,
+    pub(crate) cache: Option<Expr>,
+}
+
+struct Context<'a> {
+    signature: &'a Signature,
+    function: &'a Ident,
+}
+
+impl Context<'_> {
+    fn parameters(&self) -> String {
+        list(
+            self.signature
+                .parameters
+                .iter()
+                .map(|p| p.ident.to_string())
+                .collect::<Vec<_>>()
+                .iter()
+                .map(String::as_str),
+        )
+    }
+
+    /// Parses templates and checks that each placeholder names a parameter.
+    fn templates(&self, literals: &[LitStr], errors: &mut Errors) -> Vec<Template> {
+        let mut parsed = Vec::new();
+        for literal in literals {
+            let Some(template) = template::parse(literal, errors) else {
+                continue;
+            };
+            let mut known = true;
+            for placeholder in template.placeholders() {
+                let root = placeholder.root.as_str();
+                let is_self = root == "self" && self.signature.has_receiver;
+                if is_self || self.signature.parameter(root).is_some() {
+                    continue;
+                }
+                known = false;
+                let names: Vec<String> = self.signature.parameter_names().collect();
+                let hint = match closest(root, names.iter().map(String::as_str)) {
+                    Some(near) => format!("did you mean `<{near}>`? "),
+                    None => String::new(),
+                };
+                let message = if root == "self" {
+                    format!(
+                        "unknown placeholder `<self>`: `{}` takes no `self`",
+                        self.function
+                    )
+                } else {
+                    format!(
+                        "unknown placeholder `{}`: {hint}the parameters of `{}` are {}",
+                        placeholder.display(),
+                        self.function,
+                        self.parameters()
+                    )
+                };
+                errors.at(literal, message);
+            }
+            if known {
+                parsed.push(template);
+            }
+        }
+        parsed
+    }
+
+    /// Checks `skip`: every name is a parameter, given once.
+    fn skipped(&self, skip: &[Ident], errors: &mut Errors) -> HashSet<String> {
+        let mut skipped = HashSet::new();
+        for name in skip {
+            let text = name.to_string();
+            if self.signature.parameter(&text).is_none() {
+                let names: Vec<String> = self.signature.parameter_names().collect();
+                let hint = match closest(&text, names.iter().map(String::as_str)) {
+                    Some(near) => format!("did you mean `{near}`? "),
+                    None => String::new(),
+                };
+                errors.at(
+                    name,
+                    format!("`skip` names `{text}`, which is not a parameter: {hint}the parameters of `{}` are {}", self.function, self.parameters()),
+                );
+            } else if !skipped.insert(text.clone()) {
+                errors.at(name, format!("`{text}` is listed twice in `skip`"));
+            }
+        }
+        skipped
+    }
+}
+
+fn roots(templates: &[&Template]) -> HashSet<String> {
+    templates
+        .iter()
+        .flat_map(|t| t.placeholders())
+        .map(|p| p.root.clone())
+        .collect()
+}
+
+pub(crate) fn cached(
+    options: CachedOptions,
+    signature: &Signature,
+    function: &Ident,
+    errors: &mut Errors,
+) -> Option<CachedPlan> {
+    let context = Context {
+        signature,
+        function,
+    };
+    let ttl = match &options.ttl {
+        None => {
+            errors.at_span(
+                Span::call_site(),
+                "`#[cached]` needs `ttl = <seconds>`: how long a value may be served is a product decision, so there is no default",
+            );
+            0
+        }
+        Some(ttl) if ttl.value == 0 => {
+            errors.at(
+                &ttl.literal,
+                "`ttl = 0` would never serve a cached value: give a positive number of seconds",
+            );
+            0
+        }
+        Some(ttl) => ttl.value,
+    };
+    let jitter = options.jitter.as_ref().map_or(0, |jitter| jitter.value);
+    let skipped = context.skipped(&options.skip, errors);
+    let tags = context.templates(&options.tags, errors);
+    let versions = context.templates(options.version.as_slice(), errors);
+
+    let key = match &options.key {
+        Some(literal) => {
+            let mut key_templates = context.templates(std::slice::from_ref(literal), errors);
+            let template = key_templates.pop();
+            if let Some(template) = &template {
+                // A parameter that names the entry's tag or version was not forgotten.
+                let mut accounted: Vec<&Template> = vec![template];
+                accounted.extend(tags.iter().chain(&versions));
+                let accounted = roots(&accounted);
+                let used = roots(&[template]);
+                for parameter in &signature.parameters {
+                    let name = parameter.ident.to_string();
+                    if !accounted.contains(&name) && !skipped.contains(&name) {
+                        errors.at(
+                            &parameter.ident,
+                            format!(
+                                "parameter `{name}` is not part of the cache key, so calls that differ only in `{name}` would share one entry: add `<{name}>` to the key or list `{name}` in `skip = [...]`"
+                            ),
+                        );
+                    }
+                }
+                for name in &options.skip {
+                    if used.contains(&name.to_string()) {
+                        errors.at(name, format!("`{name}` is used in the key, so it cannot be skipped: remove it from `skip`"));
+                    }
+                }
+            }
+            template.map(KeyPlan::Template)
+        }
+        None => Some(KeyPlan::Default(
+            signature
+                .parameters
+                .iter()
+                .filter(|p| !skipped.contains(&p.ident.to_string()))
+                .map(|p| p.ident.clone())
+                .collect(),
+        )),
+    };
+    if !errors.is_empty() {
+        return None;
+    }
+    Some(CachedPlan {
+        key: key?,
+        tags,
+        versions,
+        ttl,
+        jitter,
+        cache: options.cache,
+    })
+}
+
+pub(crate) fn invalidates(
+    options: InvalidatesOptions,
+    signature: &Signature,
+    function: &Ident,
+    errors: &mut Errors,
+) -> Option<InvalidatesPlan> {
+    let context = Context {
+        signature,
+        function,
+    };
+    if options.keys.is_empty() && options.tags.is_empty() && options.versions.is_empty() {
+        errors.at_span(
+            Span::call_site(),
+            "`#[invalidates]` has nothing to invalidate: give `keys = [...]`, `tags = [...]` or `versions = [...]`",
+        );
+    }
+    let skipped = context.skipped(&options.skip, errors);
+    let keys = context.templates(&options.keys, errors);
+    let tags = context.templates(&options.tags, errors);
+    let versions = context.templates(&options.versions, errors);
+    let all: Vec<&Template> = keys.iter().chain(&tags).chain(&versions).collect();
+    let used = roots(&all);
+    for parameter in &signature.parameters {
+        let name = parameter.ident.to_string();
+        if !used.contains(&name) && !skipped.contains(&name) {
+            errors.at(
+                &parameter.ident,
+                format!(
+                    "parameter `{name}` is in no key, tag or version, so it does not say what this write changes: use `<{name}>` in a template or list `{name}` in `skip = [...]`"
+                ),
+            );
+        }
+    }
+    if !errors.is_empty() {
+        return None;
+    }
+    Some(InvalidatesPlan {
+        keys,
+        tags,
+        versions,
+        cache: options.cache,
+    })
+}

@@ -1,0 +1,344 @@
+//! Codecs and the entry envelope, for values that leave the process.
+//!
+//! An encoded entry is an [`Envelope`] header followed by the codec's bytes.
+//! The header carries a format version, the codec's id, a fingerprint of the
+//! value type, the fill time, the freshness deadlines and the generations of
+//! the entry's tags and versions seen when its load began. Anything that does
+//! not decode (garbage, another format version, another type, another codec)
+//! is a [`DecodeError`], which the cache treats as a miss.
+
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// Version of the envelope layout; entries of other versions are misses.
+pub const FORMAT_VERSION: u8 = 1;
+
+/// Turns values into bytes and back.
+///
+/// The default, [`Postcard`], is compact and fast. Postcard is not
+/// self-describing: types whose serde attributes skip fields conditionally
+/// (`skip_serializing_if`) or are `untagged`/`flatten`ed do not round-trip; use
+/// [`Json`] for those (`#[cached(codec = cache_runtime::Json, ...)]`).
+///
+/// ```
+/// use cache_runtime::{Codec, Postcard};
+///
+/// let mut bytes = Vec::new();
+/// Postcard::encode(&(7_u32, "seven".to_string()), &mut bytes).unwrap();
+/// let back: (u32, String) = Postcard::decode(&bytes).unwrap();
+/// assert_eq!(back, (7, "seven".to_string()));
+/// ```
+pub trait Codec: Send + Sync + 'static {
+    /// A stable id written into every envelope; entries of another codec are misses.
+    const ID: u8;
+
+    /// Appends the encoding of `value` to `out`.
+    ///
+    /// # Errors
+    /// When the value cannot be represented in this format.
+    fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), EncodeError>;
+
+    /// Decodes a value from exactly `bytes`.
+    ///
+    /// # Errors
+    /// When the bytes are not a valid encoding of `T`.
+    fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError>;
+}
+
+/// The default codec: [postcard](https://docs.rs/postcard), a compact, maintained serde format.
+///
+/// ```
+/// use cache_runtime::{Codec, Postcard};
+/// let mut bytes = Vec::new();
+/// Postcard::encode(&42_u64, &mut bytes).unwrap();
+/// assert_eq!(bytes, [42]);
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Postcard;
+
+impl Codec for Postcard {
+    const ID: u8 = 1;
+
+    fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        let taken = std::mem::take(out);
+        *out = postcard::to_extend(value, taken).map_err(|e| EncodeError(e.to_string()))?;
+        Ok(())
+    }
+
+    fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+        match postcard::take_from_bytes(bytes) {
+            Ok((value, [])) => Ok(value),
+            Ok((_, rest)) => Err(DecodeError::new(format!(
+                "{} trailing bytes after the value",
+                rest.len()
+            ))),
+            Err(e) => Err(DecodeError::new(e.to_string())),
+        }
+    }
+}
+
+/// JSON through `serde_json`: self-describing, larger and slower than [`Postcard`].
+///
+/// ```
+/// use cache_runtime::{Codec, Json};
+/// let mut bytes = Vec::new();
+/// Json::encode(&vec![1, 2], &mut bytes).unwrap();
+/// assert_eq!(bytes, b"[1,2]");
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Json;
+
+impl Codec for Json {
+    const ID: u8 = 2;
+
+    fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        serde_json::to_writer(out, value).map_err(|e| EncodeError(e.to_string()))
+    }
+
+    fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+        serde_json::from_slice(bytes).map_err(|e| DecodeError::new(e.to_string()))
+    }
+}
+
+/// Size of `value` in the default codec, used to weigh in-memory entries.
+pub(crate) fn encoded_size<T: Serialize + ?Sized>(value: &T) -> Option<usize> {
+    postcard::serialize_with_flavor::<T, postcard::ser_flavors::Size, usize>(
+        value,
+        postcard::ser_flavors::Size::default(),
+    )
+    .ok()
+}
+
+/// A value could not be encoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodeError(String);
+
+impl fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot encode the value: {}", self.0)
+    }
+}
+
+impl std::error::Error for EncodeError {}
+
+/// Bytes that are not a valid entry: treated as a miss and counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError(String);
+
+impl DecodeError {
+    pub(crate) fn new(reason: impl Into<String>) -> Self {
+        Self(reason.into())
+    }
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "undecodable cache entry: {}", self.0)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// The header of an encoded entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// [`FORMAT_VERSION`] when written.
+    pub format: u8,
+    /// The [`Codec::ID`] of the payload.
+    pub codec: u8,
+    /// [`type_fingerprint`] of the value type (and of a generic function's type arguments).
+    pub fingerprint: u64,
+    /// When the value was stored, in milliseconds since the Unix epoch.
+    pub filled_at_ms: u64,
+    /// Until when the value is fresh, in milliseconds since the Unix epoch.
+    pub fresh_until_ms: u64,
+    /// Until when the value may be served stale while it is refreshed.
+    pub stale_until_ms: u64,
+    /// Generations of the entry's tags and versions, in declaration order.
+    pub generations: Vec<u64>,
+}
+
+impl Envelope {
+    /// Writes the header and then the value with codec `C`.
+    ///
+    /// # Errors
+    /// When the value cannot be encoded.
+    ///
+    /// ```
+    /// use cache_runtime::{Envelope, Postcard, codec::FORMAT_VERSION};
+    ///
+    /// let header = Envelope { format: FORMAT_VERSION, codec: 1, fingerprint: 9,
+    ///     filled_at_ms: 1, fresh_until_ms: 2, stale_until_ms: 2, generations: vec![3] };
+    /// let bytes = header.encode::<Postcard, _>(&"hello").unwrap();
+    /// let (back, value): (_, String) = Envelope::decode::<Postcard, _>(&bytes, 9).unwrap();
+    /// assert_eq!((back, value.as_str()), (header, "hello"));
+    /// ```
+    pub fn encode<C: Codec, T: Serialize + ?Sized>(
+        &self,
+        value: &T,
+    ) -> Result<Vec<u8>, EncodeError> {
+        let mut out = Vec::with_capacity(64);
+        out = postcard::to_extend(self, out).map_err(|e| EncodeError(e.to_string()))?;
+        C::encode(value, &mut out)?;
+        Ok(out)
+    }
+
+    /// Reads the header only, checking format version.
+    ///
+    /// # Errors
+    /// When the bytes do not start with a header of this format version.
+    pub fn decode_header(bytes: &[u8]) -> Result<(Self, &[u8]), DecodeError> {
+        let first = *bytes
+            .first()
+            .ok_or_else(|| DecodeError::new("empty entry"))?;
+        if first != FORMAT_VERSION {
+            return Err(DecodeError::new(format!(
+                "format version {first}, expected {FORMAT_VERSION}"
+            )));
+        }
+        postcard::take_from_bytes::<Self>(bytes).map_err(|e| DecodeError::new(e.to_string()))
+    }
+
+    /// Reads a whole entry written by [`Envelope::encode`] with the same codec and type.
+    ///
+    /// # Errors
+    /// Another format version, codec or type fingerprint, or undecodable bytes.
+    pub fn decode<C: Codec, T: DeserializeOwned>(
+        bytes: &[u8],
+        fingerprint: u64,
+    ) -> Result<(Self, T), DecodeError> {
+        let (header, payload) = Self::decode_header(bytes)?;
+        if header.codec != C::ID {
+            return Err(DecodeError::new(format!(
+                "codec {}, expected {}",
+                header.codec,
+                C::ID
+            )));
+        }
+        if header.fingerprint != fingerprint {
+            return Err(DecodeError::new("entry holds another value type"));
+        }
+        let value = C::decode(payload)?;
+        Ok((header, value))
+    }
+}
+
+/// A stable 64-bit fingerprint (FNV-1a) of type names: the value type and, for
+/// generic functions, the type arguments. Entries of another type are misses.
+///
+/// ```
+/// let a = cache_runtime::codec::type_fingerprint(&["u32"]);
+/// let b = cache_runtime::codec::type_fingerprint(&["u64"]);
+/// assert_ne!(a, b);
+/// ```
+#[must_use]
+pub fn type_fingerprint(type_names: &[&str]) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut hash = OFFSET;
+    for name in type_names {
+        for &byte in name.as_bytes().iter().chain(&[0xff]) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(PRIME);
+        }
+    }
+    hash
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct User {
+        id: u64,
+        name: String,
+    }
+
+    fn header() -> Envelope {
+        Envelope {
+            format: FORMAT_VERSION,
+            codec: Postcard::ID,
+            fingerprint: type_fingerprint(&["User"]),
+            filled_at_ms: 10,
+            fresh_until_ms: 20,
+            stale_until_ms: 30,
+            generations: vec![1, 2, 3],
+        }
+    }
+
+    #[test]
+    fn round_trips_header_and_value() {
+        let user = User {
+            id: 1,
+            name: "Ada".into(),
+        };
+        let bytes = header().encode::<Postcard, _>(&user).unwrap();
+        let (back, value) =
+            Envelope::decode::<Postcard, User>(&bytes, header().fingerprint).unwrap();
+        assert_eq!(back, header());
+        assert_eq!(value, user);
+    }
+
+    #[test]
+    fn garbage_and_truncation_are_errors_not_panics() {
+        let user = User {
+            id: 1,
+            name: "Ada".into(),
+        };
+        let bytes = header().encode::<Postcard, _>(&user).unwrap();
+        for cut in 0..bytes.len() {
+            assert!(
+                Envelope::decode::<Postcard, User>(&bytes[..cut], header().fingerprint).is_err()
+            );
+        }
+        for garbage in [
+            &b"\x01\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff"[..],
+            b"hello",
+            b"\x01",
+        ] {
+            assert!(Envelope::decode::<Postcard, User>(garbage, 0).is_err());
+        }
+    }
+
+    #[test]
+    fn other_type_codec_or_format_is_an_error() {
+        let bytes = header()
+            .encode::<Postcard, _>(&User {
+                id: 1,
+                name: "x".into(),
+            })
+            .unwrap();
+        assert!(Envelope::decode::<Postcard, User>(&bytes, 1).is_err());
+        assert!(Envelope::decode::<Json, User>(&bytes, header().fingerprint).is_err());
+        let mut old = bytes.clone();
+        old[0] = 0;
+        assert!(Envelope::decode::<Postcard, User>(&old, header().fingerprint).is_err());
+    }
+
+    #[test]
+    fn json_codec_round_trips() {
+        let user = User {
+            id: 2,
+            name: "Grace".into(),
+        };
+        let mut h = header();
+        h.codec = Json::ID;
+        let bytes = h.encode::<Json, _>(&user).unwrap();
+        let (_, back) = Envelope::decode::<Json, User>(&bytes, h.fingerprint).unwrap();
+        assert_eq!(back, user);
+    }
+
+    #[test]
+    fn encoded_size_matches_encoding() {
+        let user = User {
+            id: 300,
+            name: "Ada".into(),
+        };
+        let mut bytes = Vec::new();
+        Postcard::encode(&user, &mut bytes).unwrap();
+        assert_eq!(encoded_size(&user), Some(bytes.len()));
+    }
+}

@@ -1,0 +1,201 @@
+//! Call sites: one per annotated function, holding its policy and counters.
+//!
+//! Each `#[cached]` function owns a `static` [`Site`]. Its counters are plain
+//! atomics readable through [`stats`]; the same events go to the [`metrics`]
+//! facade (`cache_hits_total`, `cache_misses_total`, `cache_loads_total`,
+//! `cache_stores_refused_total`, `cache_errors_total`, `cache_load_seconds`,
+//! `cache_value_bytes`, all labelled `function`), so any exporter works.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, Once, OnceLock, PoisonError};
+use std::time::Duration;
+
+/// The static description of one `#[cached]` function.
+pub struct Site {
+    function: &'static str,
+    ttl: Duration,
+    jitter: Duration,
+    counters: Counters,
+    registered: Once,
+    metrics: OnceLock<SiteMetrics>,
+}
+
+#[derive(Default)]
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    loads: AtomicU64,
+    refused: AtomicU64,
+    errors: AtomicU64,
+}
+
+struct SiteMetrics {
+    hits: metrics::Counter,
+    misses: metrics::Counter,
+    loads: metrics::Counter,
+    refused: metrics::Counter,
+    errors: metrics::Counter,
+    load_seconds: metrics::Histogram,
+    value_bytes: metrics::Histogram,
+}
+
+/// Counters of one function, as returned by [`stats`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SiteStats {
+    /// `module::function` of the annotated function.
+    pub function: &'static str,
+    /// Calls answered from the cache.
+    pub hits: u64,
+    /// Calls that found no usable entry.
+    pub misses: u64,
+    /// Times the function body ran.
+    pub loads: u64,
+    /// Loaded values not stored because an invalidation happened during the load.
+    pub refused_stores: u64,
+    /// Cache failures (unreachable, undecodable entries) that fell back to the body.
+    pub errors: u64,
+}
+
+impl SiteStats {
+    /// Hits over hits plus misses, or 0 before any call.
+    #[must_use]
+    pub fn hit_ratio(&self) -> f64 {
+        let calls = self.hits + self.misses;
+        if calls == 0 {
+            0.0
+        } else {
+            self.hits as f64 / calls as f64
+        }
+    }
+}
+
+static SITES: Mutex<Vec<&'static Site>> = Mutex::new(Vec::new());
+
+/// Counters of every `#[cached]` function called so far in this process.
+///
+/// ```
+/// # async fn demo() {
+/// #[cache_runtime::cached(ttl = 60)]
+/// async fn square(n: u64) -> u64 { n * n }
+///
+/// square(3).await;
+/// square(3).await;
+/// let stats = cache_runtime::stats();
+/// let square = stats.iter().find(|s| s.function.ends_with("square")).unwrap();
+/// assert_eq!((square.hits, square.misses), (1, 1));
+/// # }
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo());
+/// ```
+#[must_use]
+pub fn stats() -> Vec<SiteStats> {
+    let sites = SITES.lock().unwrap_or_else(PoisonError::into_inner);
+    sites.iter().map(|site| site.stats()).collect()
+}
+
+impl Site {
+    /// A site for `function` (its `module_path!()::name`), with `ttl` and `jitter` in seconds.
+    #[must_use]
+    pub const fn new(function: &'static str, ttl_secs: u64, jitter_secs: u64) -> Self {
+        Self {
+            function,
+            ttl: Duration::from_secs(ttl_secs),
+            jitter: Duration::from_secs(jitter_secs),
+            counters: Counters {
+                hits: AtomicU64::new(0),
+                misses: AtomicU64::new(0),
+                loads: AtomicU64::new(0),
+                refused: AtomicU64::new(0),
+                errors: AtomicU64::new(0),
+            },
+            registered: Once::new(),
+            metrics: OnceLock::new(),
+        }
+    }
+
+    /// `module::function` of the annotated function.
+    #[must_use]
+    pub fn function(&self) -> &'static str {
+        self.function
+    }
+
+    /// The configured time to live.
+    #[must_use]
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// The lifetime of a new entry: `ttl` plus a uniform random share of `jitter`.
+    pub(crate) fn entry_lifetime(&self) -> Duration {
+        if self.jitter.is_zero() {
+            return self.ttl;
+        }
+        let extra_ms = fastrand::u64(0..=self.jitter.as_millis() as u64);
+        self.ttl + Duration::from_millis(extra_ms)
+    }
+
+    fn metrics(&'static self) -> &'static SiteMetrics {
+        self.registered.call_once(|| {
+            SITES
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(self);
+        });
+        self.metrics.get_or_init(|| {
+            let function = self.function;
+            SiteMetrics {
+                hits: metrics::counter!("cache_hits_total", "function" => function),
+                misses: metrics::counter!("cache_misses_total", "function" => function),
+                loads: metrics::counter!("cache_loads_total", "function" => function),
+                refused: metrics::counter!("cache_stores_refused_total", "function" => function),
+                errors: metrics::counter!("cache_errors_total", "function" => function),
+                load_seconds: metrics::histogram!("cache_load_seconds", "function" => function),
+                value_bytes: metrics::histogram!("cache_value_bytes", "function" => function),
+            }
+        })
+    }
+
+    #[inline]
+    pub(crate) fn record_hit(&'static self) {
+        self.counters.hits.fetch_add(1, Ordering::Relaxed);
+        self.metrics().hits.increment(1);
+    }
+
+    pub(crate) fn record_miss(&'static self) {
+        self.counters.misses.fetch_add(1, Ordering::Relaxed);
+        self.metrics().misses.increment(1);
+    }
+
+    pub(crate) fn record_load(&'static self, took: Duration) {
+        self.counters.loads.fetch_add(1, Ordering::Relaxed);
+        let metrics = self.metrics();
+        metrics.loads.increment(1);
+        metrics.load_seconds.record(took.as_secs_f64());
+    }
+
+    pub(crate) fn record_value_bytes(&'static self, bytes: usize) {
+        self.metrics().value_bytes.record(bytes as f64);
+    }
+
+    pub(crate) fn record_refused(&'static self) {
+        self.counters.refused.fetch_add(1, Ordering::Relaxed);
+        self.metrics().refused.increment(1);
+    }
+
+    pub(crate) fn record_error(&'static self) {
+        self.counters.errors.fetch_add(1, Ordering::Relaxed);
+        self.metrics().errors.increment(1);
+    }
+
+    /// A snapshot of this site's counters.
+    #[must_use]
+    pub fn stats(&self) -> SiteStats {
+        SiteStats {
+            function: self.function,
+            hits: self.counters.hits.load(Ordering::Relaxed),
+            misses: self.counters.misses.load(Ordering::Relaxed),
+            loads: self.counters.loads.load(Ordering::Relaxed),
+            refused_stores: self.counters.refused.load(Ordering::Relaxed),
+            errors: self.counters.errors.load(Ordering::Relaxed),
+        }
+    }
+}
