@@ -32,17 +32,12 @@ impl Errors {
     }
 
     pub(crate) fn into_compile_errors(self) -> TokenStream {
-        self.combined
-            .map(syn::Error::into_compile_error)
-            .unwrap_or_default()
+        self.combined.map(syn::Error::into_compile_error).unwrap_or_default()
     }
 }
 
 /// The closest candidate to `typo` within a small edit distance.
-pub(crate) fn closest<'a>(
-    typo: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
+pub(crate) fn closest<'a>(typo: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|candidate| (edit_distance(typo, candidate), candidate))

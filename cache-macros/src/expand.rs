@@ -91,14 +91,8 @@ fn placeholder_value(
     let (base, span) = if root == "self" {
         (quote_spanned!(literal_span=> self), literal_span)
     } else {
-        let ident = signature
-            .parameter(root)
-            .map_or_else(|| format_ident!("{}", root), |p| p.ident.clone());
-        let span = if fields.is_empty() {
-            ident.span()
-        } else {
-            literal_span
-        };
+        let ident = signature.parameter(root).map_or_else(|| format_ident!("{}", root), |p| p.ident.clone());
+        let span = if fields.is_empty() { ident.span() } else { literal_span };
         (quote!(#ident), span)
     };
     let fields = fields.iter().map(|field| match field.parse::<u32>() {
@@ -184,9 +178,7 @@ fn body(function: &ItemFn, signature: &Signature) -> TokenStream {
 }
 
 fn generate_cached(function: &ItemFn, signature: &Signature, plan: &CachedPlan) -> TokenStream {
-    let ItemFn {
-        attrs, vis, sig, ..
-    } = function;
+    let ItemFn { attrs, vis, sig, .. } = function;
     let name = sig.ident.to_string();
     let (ttl, jitter) = (plan.ttl, plan.jitter);
     let key = match &plan.key {
@@ -194,21 +186,15 @@ fn generate_cached(function: &ItemFn, signature: &Signature, plan: &CachedPlan) 
         KeyPlan::Default(parameters) => render_default(&sig.ident, parameters),
     };
     let tags = plan.tags.iter().map(|tag| render(tag, signature));
-    let versions = plan
-        .versions
-        .iter()
-        .map(|version| render(version, signature));
+    let versions = plan.versions.iter().map(|version| render(version, signature));
     let (tag_count, version_count) = (plan.tags.len(), plan.versions.len());
     let type_parameters = &signature.type_parameters;
     let mode = mode_path(signature.mode);
     let ret = &signature.return_type;
     let handle = cache_handle(plan.cache.as_ref());
     let body = body(function, signature);
-    let (site, key_local, dependencies) = (
-        local("__CACHE_SITE"),
-        local("__cache_key"),
-        local("__cache_dependencies"),
-    );
+    let (site, key_local, dependencies) =
+        (local("__CACHE_SITE"), local("__cache_key"), local("__cache_dependencies"));
     let call_span = syn::spanned::Spanned::span(ret);
     let call = quote_spanned!(call_span=> ::cache_runtime::__private::cached::<#mode, #ret, _, _, #tag_count, #version_count>);
     quote! {
@@ -237,20 +223,11 @@ fn generate_cached(function: &ItemFn, signature: &Signature, plan: &CachedPlan) 
     }
 }
 
-fn generate_invalidates(
-    function: &ItemFn,
-    signature: &Signature,
-    plan: &InvalidatesPlan,
-) -> TokenStream {
-    let ItemFn {
-        attrs, vis, sig, ..
-    } = function;
+fn generate_invalidates(function: &ItemFn, signature: &Signature, plan: &InvalidatesPlan) -> TokenStream {
+    let ItemFn { attrs, vis, sig, .. } = function;
     let keys = plan.keys.iter().map(|key| render(key, signature));
     let tags = plan.tags.iter().map(|tag| render(tag, signature));
-    let versions = plan
-        .versions
-        .iter()
-        .map(|version| render(version, signature));
+    let versions = plan.versions.iter().map(|version| render(version, signature));
     let counts = [plan.keys.len(), plan.tags.len(), plan.versions.len()];
     let mode = mode_path(signature.mode);
     let handle = cache_handle(plan.cache.as_ref());

@@ -29,10 +29,7 @@ impl Parse for RawOption {
             ));
         }
         input.parse::<Token![=]>()?;
-        Ok(Self {
-            name,
-            value: input.parse()?,
-        })
+        Ok(Self { name, value: input.parse()? })
     }
 }
 
@@ -89,20 +86,12 @@ impl OptionReader<'_> {
                 Some(near) => format!("did you mean `{near}`?"),
                 None => format!("the options are {}", list(self.known.iter().copied())),
             };
-            self.errors.at(
-                &option.name,
-                format!(
-                    "unknown option `{name}` for `#[{}]`: {hint}",
-                    self.macro_name
-                ),
-            );
+            self.errors
+                .at(&option.name, format!("unknown option `{name}` for `#[{}]`: {hint}", self.macro_name));
             return None;
         }
         if !self.seen.insert(name.clone()) {
-            self.errors.at(
-                &option.name,
-                format!("duplicate option `{name}`: give it once"),
-            );
+            self.errors.at(&option.name, format!("duplicate option `{name}`: give it once"));
             return None;
         }
         Some(name)
@@ -115,29 +104,22 @@ fn string(expr: &Expr, what: &str, errors: &mut Errors) -> Option<LitStr> {
             return Some(text.clone());
         }
     }
-    errors.at(
-        expr,
-        format!("expected {what}, a string such as \"user:<id>\""),
-    );
+    errors.at(expr, format!("expected {what}, a string such as \"user:<id>\""));
     None
 }
 
 fn strings(expr: &Expr, what: &str, errors: &mut Errors) -> Vec<LitStr> {
     match expr {
-        Expr::Array(ExprArray { elems, .. }) => elems
-            .iter()
-            .filter_map(|element| string(element, what, errors))
-            .collect(),
+        Expr::Array(ExprArray { elems, .. }) => {
+            elems.iter().filter_map(|element| string(element, what, errors)).collect()
+        }
         single => string(single, what, errors).into_iter().collect(),
     }
 }
 
 fn idents(expr: &Expr, errors: &mut Errors) -> Vec<Ident> {
     let Expr::Array(array) = expr else {
-        errors.at(
-            expr,
-            "expected a list of parameter names, such as `[db, request]`",
-        );
+        errors.at(expr, "expected a list of parameter names, such as `[db, request]`");
         return Vec::new();
     };
     let mut names = Vec::new();
@@ -158,10 +140,7 @@ fn seconds(expr: &Expr, name: &str, errors: &mut Errors) -> Option<Seconds> {
         if let Lit::Int(int) = &lit.lit {
             match int.base10_parse::<u64>() {
                 Ok(value) => {
-                    return Some(Seconds {
-                        literal: int.clone(),
-                        value,
-                    });
+                    return Some(Seconds { literal: int.clone(), value });
                 }
                 Err(error) => {
                     errors.push(error);
@@ -170,10 +149,7 @@ fn seconds(expr: &Expr, name: &str, errors: &mut Errors) -> Option<Seconds> {
             }
         }
     }
-    errors.at(
-        expr,
-        format!("expected `{name}` in whole seconds, such as `{name} = 300`"),
-    );
+    errors.at(expr, format!("expected `{name}` in whole seconds, such as `{name} = 300`"));
     None
 }
 
@@ -187,12 +163,8 @@ impl CachedOptions {
                 return options;
             }
         };
-        let mut reader = OptionReader {
-            macro_name: "cached",
-            known: CACHED_OPTIONS,
-            seen: HashSet::new(),
-            errors,
-        };
+        let mut reader =
+            OptionReader { macro_name: "cached", known: CACHED_OPTIONS, seen: HashSet::new(), errors };
         for option in &raw {
             let Some(name) = reader.accept(option) else {
                 continue;

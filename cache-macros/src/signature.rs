@@ -138,25 +138,13 @@ pub(crate) fn analyze(
         ReturnType::Type(_, ty) => {
             let mut finder = BorrowFinder::default();
             finder.visit_type(ty);
-            let nameable =
-                !matches!(finder.problem, Some((_, message)) if message.contains("impl Trait"));
+            let nameable = !matches!(finder.problem, Some((_, message)) if message.contains("impl Trait"));
             if let (true, Some((tokens, message))) = (for_cache, finder.problem) {
                 errors.at(tokens, message);
             }
             ((**ty).clone(), return_mode(ty), nameable)
         }
     };
-    let type_parameters = sig
-        .generics
-        .type_params()
-        .map(|param| param.ident.clone())
-        .collect();
-    Signature {
-        parameters,
-        has_receiver,
-        return_type,
-        mode,
-        return_type_nameable,
-        type_parameters,
-    }
+    let type_parameters = sig.generics.type_params().map(|param| param.ident.clone()).collect();
+    Signature { parameters, has_receiver, return_type, mode, return_type_nameable, type_parameters }
 }

@@ -56,17 +56,14 @@ fn is_identifier(text: &str, allow_index: bool) -> bool {
         Some(first) if first.is_ascii_alphabetic() || first == '_' => {
             chars.all(|c| c.is_ascii_alphanumeric() || c == '_') && text != "_"
         }
-        Some(first) if allow_index && first.is_ascii_digit() => {
-            text.chars().all(|c| c.is_ascii_digit())
-        }
+        Some(first) if allow_index && first.is_ascii_digit() => text.chars().all(|c| c.is_ascii_digit()),
         _ => false,
     }
 }
 
 fn check_literal(text: &str, literal: &LitStr, errors: &mut Errors) {
-    if let Some(bad) = text
-        .chars()
-        .find(|c| matches!(c, '%' | '{' | '}') || c.is_whitespace() || c.is_control())
+    if let Some(bad) =
+        text.chars().find(|c| matches!(c, '%' | '{' | '}') || c.is_whitespace() || c.is_control())
     {
         errors.at(
             literal,
@@ -84,10 +81,7 @@ pub(crate) fn parse(literal: &LitStr, errors: &mut Errors) -> Option<Template> {
     let mut failed = false;
     let mut segments = Vec::new();
     if text.is_empty() {
-        errors.at(
-            literal,
-            "empty template: write the key text, such as \"user:<id>\"",
-        );
+        errors.at(literal, "empty template: write the key text, such as \"user:<id>\"");
         return None;
     }
     let mut rest = text.as_str();
@@ -109,35 +103,26 @@ pub(crate) fn parse(literal: &LitStr, errors: &mut Errors) -> Option<Template> {
                 let Some(close) = after.find('>') else {
                     errors.at(
                         literal,
-                        format!(
-                            "unclosed `<` in template {text:?}: close the placeholder with `>`"
-                        ),
+                        format!("unclosed `<` in template {text:?}: close the placeholder with `>`"),
                     );
                     failed = true;
                     break;
                 };
                 let inner = &after[..close];
                 if inner.is_empty() {
-                    errors.at(
-                        literal,
-                        "empty placeholder `<>`: name a parameter, as in `<id>`",
-                    );
+                    errors.at(literal, "empty placeholder `<>`: name a parameter, as in `<id>`");
                     failed = true;
                 } else if inner.contains('<') {
                     errors.at(
                         literal,
-                        format!(
-                            "unclosed `<` in template {text:?}: close the placeholder with `>`"
-                        ),
+                        format!("unclosed `<` in template {text:?}: close the placeholder with `>`"),
                     );
                     failed = true;
                 } else {
                     let mut parts = inner.split('.');
                     let root = parts.next().unwrap_or_default().trim().to_owned();
                     let fields: Vec<String> = parts.map(|p| p.trim().to_owned()).collect();
-                    if !is_identifier(&root, false)
-                        || !fields.iter().all(|f| is_identifier(f, true))
-                    {
+                    if !is_identifier(&root, false) || !fields.iter().all(|f| is_identifier(f, true)) {
                         errors.at(
                             literal,
                             format!(
@@ -187,10 +172,7 @@ pub(crate) fn parse(literal: &LitStr, errors: &mut Errors) -> Option<Template> {
     if failed || (before && !errors.is_empty()) {
         return None;
     }
-    Some(Template {
-        literal: literal.clone(),
-        segments,
-    })
+    Some(Template { literal: literal.clone(), segments })
 }
 
 #[cfg(test)]
@@ -220,10 +202,7 @@ mod tests {
             parse_str("org:<input.org_id>:p<page>").unwrap(),
             ["org:", "<input.org_id>", ":p", "<page>"]
         );
-        assert_eq!(
-            parse_str("<self.tenant>/<pair.0>").unwrap(),
-            ["<self.tenant>", "/", "<pair.0>"]
-        );
+        assert_eq!(parse_str("<self.tenant>/<pair.0>").unwrap(), ["<self.tenant>", "/", "<pair.0>"]);
     }
 
     #[test]

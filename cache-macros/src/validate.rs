@@ -73,10 +73,7 @@ impl Context<'_> {
                     None => String::new(),
                 };
                 let message = if root == "self" {
-                    format!(
-                        "unknown placeholder `<self>`: `{}` takes no `self`",
-                        self.function
-                    )
+                    format!("unknown placeholder `<self>`: `{}` takes no `self`", self.function)
                 } else {
                     format!(
                         "unknown placeholder `{}`: {hint}the parameters of `{}` are {}",
@@ -118,11 +115,7 @@ impl Context<'_> {
 }
 
 fn roots(templates: &[&Template]) -> HashSet<String> {
-    templates
-        .iter()
-        .flat_map(|t| t.placeholders())
-        .map(|p| p.root.clone())
-        .collect()
+    templates.iter().flat_map(|t| t.placeholders()).map(|p| p.root.clone()).collect()
 }
 
 pub(crate) fn cached(
@@ -131,10 +124,7 @@ pub(crate) fn cached(
     function: &Ident,
     errors: &mut Errors,
 ) -> Option<CachedPlan> {
-    let context = Context {
-        signature,
-        function,
-    };
+    let context = Context { signature, function };
     let ttl = match &options.ttl {
         None => {
             errors.at_span(
@@ -180,7 +170,12 @@ pub(crate) fn cached(
                 }
                 for name in &options.skip {
                     if used.contains(&name.to_string()) {
-                        errors.at(name, format!("`{name}` is used in the key, so it cannot be skipped: remove it from `skip`"));
+                        errors.at(
+                            name,
+                            format!(
+                                "`{name}` is used in the key, so it cannot be skipped: remove it from `skip`"
+                            ),
+                        );
                     }
                 }
             }
@@ -198,14 +193,7 @@ pub(crate) fn cached(
     if !errors.is_empty() {
         return None;
     }
-    Some(CachedPlan {
-        key: key?,
-        tags,
-        versions,
-        ttl,
-        jitter,
-        cache: options.cache,
-    })
+    Some(CachedPlan { key: key?, tags, versions, ttl, jitter, cache: options.cache })
 }
 
 pub(crate) fn invalidates(
@@ -214,10 +202,7 @@ pub(crate) fn invalidates(
     function: &Ident,
     errors: &mut Errors,
 ) -> Option<InvalidatesPlan> {
-    let context = Context {
-        signature,
-        function,
-    };
+    let context = Context { signature, function };
     if options.keys.is_empty() && options.tags.is_empty() && options.versions.is_empty() {
         errors.at_span(
             Span::call_site(),
@@ -244,10 +229,5 @@ pub(crate) fn invalidates(
     if !errors.is_empty() {
         return None;
     }
-    Some(InvalidatesPlan {
-        keys,
-        tags,
-        versions,
-        cache: options.cache,
-    })
+    Some(InvalidatesPlan { keys, tags, versions, cache: options.cache })
 }

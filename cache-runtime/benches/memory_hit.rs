@@ -59,43 +59,32 @@ const MEDIANS: &[(&str, &str)] = &[
 ];
 
 fn benches(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
     let mut group = c.benchmark_group("memory_hit");
-    group
-        .measurement_time(Duration::from_secs(4))
-        .warm_up_time(Duration::from_secs(1));
+    group.measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(1));
 
     runtime.block_on(ours(7));
     group.bench_function("ours", |b| {
-        b.to_async(&runtime)
-            .iter(|| async { black_box(ours(black_box(7)).await) })
+        b.to_async(&runtime).iter(|| async { black_box(ours(black_box(7)).await) })
     });
 
     runtime.block_on(ours_three_tags(7, 1, 2));
     group.bench_function("ours_three_tags", |b| {
-        b.to_async(&runtime)
-            .iter(|| async { black_box(ours_three_tags(black_box(7), 1, 2).await) })
+        b.to_async(&runtime).iter(|| async { black_box(ours_three_tags(black_box(7), 1, 2).await) })
     });
 
     runtime.block_on(peer_cached(7));
     group.bench_function("cached_crate", |b| {
-        b.to_async(&runtime)
-            .iter(|| async { black_box(peer_cached(black_box(7)).await) })
+        b.to_async(&runtime).iter(|| async { black_box(peer_cached(black_box(7)).await) })
     });
 
     let quick: quick_cache::sync::Cache<u64, Profile> = quick_cache::sync::Cache::new(10_000);
     quick.insert(7, profile(7));
-    group.bench_function("quick_cache", |b| {
-        b.iter(|| black_box(quick.get(&black_box(7))))
-    });
+    group.bench_function("quick_cache", |b| b.iter(|| black_box(quick.get(&black_box(7)))));
 
     let moka_cache: moka::sync::Cache<u64, Profile> = moka::sync::Cache::new(10_000);
     moka_cache.insert(7, profile(7));
-    group.bench_function("moka_sync", |b| {
-        b.iter(|| black_box(moka_cache.get(&black_box(7))))
-    });
+    group.bench_function("moka_sync", |b| b.iter(|| black_box(moka_cache.get(&black_box(7)))));
     group.finish();
 }
 
@@ -116,10 +105,7 @@ fn main() {
     let Some(baseline) = median_ns("cached_crate") else {
         return;
     };
-    println!(
-        "\n{:<40} {:>10} {:>18}",
-        "in-memory hit", "median", "vs cached crate"
-    );
+    println!("\n{:<40} {:>10} {:>18}", "in-memory hit", "median", "vs cached crate");
     for (label, id) in MEDIANS {
         if let Some(median) = median_ns(id) {
             println!("{label:<40} {median:>8.1}ns {:>17.2}x", median / baseline);

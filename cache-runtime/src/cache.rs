@@ -2,9 +2,12 @@
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use crate::key::KeyWriter;
 use crate::memory::MemoryStore;
+use crate::private::{TAG, VERSION, dependency_name};
+use crate::redis_store::{CacheError, RedisSettings, RedisStore};
 use crate::single_flight::SingleFlight;
 
 /// Default bound of the in-memory cache: 256 MiB of keys, values and bookkeeping.
@@ -12,8 +15,9 @@ pub const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
 
 /// A cache: cheap to clone (one `Arc`), shared by every clone.
 ///
-/// `#[cached]` and `#[invalidates]` use the process-wide default (see
-/// [`Cache::install_default`]) unless given `cache = <expr>`.
+/// In memory (the default), or on Redis. `#[cached]` and `#[invalidates]` use
+/// the process-wide default (see [`Cache::install_default`]) unless given
+/// `cache = <expr>`.
 ///
 /// ```
 /// use cache_runtime::Cache;
@@ -28,18 +32,45 @@ pub struct Cache {
 }
 
 pub(crate) struct Inner {
-    pub(crate) memory: MemoryStore,
+    pub(crate) backend: Backend,
     pub(crate) flights: SingleFlight,
 }
+
+pub(crate) enum Backend {
+    Memory(MemoryStore),
+    Redis(Arc<RedisStore>),
+}
+
+/// A cache could not be configured as asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
 
 /// Builds a [`Cache`].
 ///
 /// ```
-/// let cache = cache_runtime::Cache::builder()
+/// # fn main() -> Result<(), cache_runtime::ConfigError> {
+/// use std::time::Duration;
+///
+/// let in_memory = cache_runtime::Cache::builder()
 ///     .max_bytes(32 * 1024 * 1024)
 ///     .estimated_entries(50_000)
 ///     .build();
-/// assert!(cache.is_empty());
+///
+/// // Connects lazily: building needs no running Redis.
+/// let shared = cache_runtime::Cache::builder()
+///     .redis("redis://127.0.0.1:6379/0")?
+///     .prefix("myapp:prod")?
+///     .timeout(Duration::from_millis(100))
+///     .build();
+/// # Ok(()) }
 /// ```
 #[derive(Debug, Clone)]
 #[must_use]
@@ -47,6 +78,8 @@ pub struct CacheBuilder {
     max_bytes: u64,
     estimated_entries: usize,
     generation_capacity: usize,
+    redis: Option<redis::Client>,
+    settings: RedisSettings,
 }
 
 impl Default for CacheBuilder {
@@ -55,6 +88,8 @@ impl Default for CacheBuilder {
             max_bytes: DEFAULT_MAX_BYTES,
             estimated_entries: 100_000,
             generation_capacity: 1_000_000,
+            redis: None,
+            settings: RedisSettings::default(),
         }
     }
 }
@@ -72,25 +107,99 @@ impl CacheBuilder {
         self
     }
 
-    /// How many tag and version counters to keep. A counter evicted past this
-    /// bound comes back with a new generation: its entries miss once, never go stale.
+    /// How many tag and version counters to keep in memory. A counter evicted past
+    /// this bound comes back with a new generation: its entries miss once, never go stale.
     pub fn generation_capacity(mut self, counters: usize) -> Self {
         self.generation_capacity = counters;
         self
     }
 
+    /// Stores entries in Redis at `url`: `redis://[user:password@]host:port[/db]`,
+    /// or `rediss://` for TLS (with the `tls` feature). The connection is made on
+    /// first use and remade after failures; Redis need not be up yet.
+    ///
+    /// # Errors
+    /// A URL that cannot be parsed, or TLS without the `tls` feature.
+    pub fn redis(mut self, url: &str) -> Result<Self, ConfigError> {
+        if url.starts_with("rediss://") && !cfg!(feature = "tls") {
+            return Err(ConfigError(format!(
+                "{url:?} asks for TLS: enable the `tls` feature of cache-runtime"
+            )));
+        }
+        let client = redis::Client::open(url)
+            .map_err(|error| ConfigError(format!("invalid Redis URL {url:?}: {error}")))?;
+        self.redis = Some(client);
+        Ok(self)
+    }
+
+    /// Prefix of every Redis key, such as `"myapp:prod"` (default `"cache"`).
+    ///
+    /// # Errors
+    /// An empty prefix, or one with braces, whitespace or control characters
+    /// (braces would change which Redis Cluster slot keys land in).
+    pub fn prefix(mut self, prefix: &str) -> Result<Self, ConfigError> {
+        if prefix.is_empty()
+            || prefix.chars().any(|c| matches!(c, '{' | '}') || c.is_whitespace() || c.is_control())
+        {
+            return Err(ConfigError(format!(
+                "invalid key prefix {prefix:?}: use a non-empty name without braces or whitespace, such as \"myapp:prod\""
+            )));
+        }
+        prefix.clone_into(&mut self.settings.prefix);
+        Ok(self)
+    }
+
+    /// Longest wait for one Redis exchange before the body runs instead (default 250 ms).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.settings.timeout = timeout;
+        self
+    }
+
+    /// How long a load may hold an entry's lease (default 5 s); a longer load
+    /// is not stored.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.settings.lease = lease;
+        self
+    }
+
+    /// How long callers in other processes wait for a lease holder's value
+    /// before running the body themselves (default 500 ms).
+    pub fn lease_wait(mut self, wait: Duration) -> Self {
+        self.settings.lease_wait = wait;
+        self
+    }
+
+    /// Values larger than this, encoded, are not stored in Redis (default 4 MiB).
+    pub fn max_value_bytes(mut self, bytes: usize) -> Self {
+        self.settings.max_value_bytes = bytes;
+        self
+    }
+
+    /// Consecutive failures that open the circuit breaker, and how long it
+    /// stays open before one probe (defaults 5 and 1 s).
+    pub fn circuit_breaker(mut self, failures: u32, cooldown: Duration) -> Self {
+        self.settings.breaker_threshold = failures;
+        self.settings.breaker_cooldown = cooldown;
+        self
+    }
+
+    /// Attempts of an invalidation that cannot reach Redis (default 5, over about 3 s).
+    pub fn invalidation_attempts(mut self, attempts: u32) -> Self {
+        self.settings.invalidation_attempts = attempts.max(1);
+        self
+    }
+
     /// The cache.
     pub fn build(self) -> Cache {
-        Cache {
-            inner: Arc::new(Inner {
-                memory: MemoryStore::new(
-                    self.max_bytes,
-                    self.estimated_entries,
-                    self.generation_capacity,
-                ),
-                flights: SingleFlight::new(),
-            }),
-        }
+        let backend = match self.redis {
+            Some(client) => Backend::Redis(Arc::new(RedisStore::new(client, self.settings))),
+            None => Backend::Memory(MemoryStore::new(
+                self.max_bytes,
+                self.estimated_entries,
+                self.generation_capacity,
+            )),
+        };
+        Cache { inner: Arc::new(Inner { backend, flights: SingleFlight::new() }) }
     }
 }
 
@@ -108,6 +217,12 @@ impl fmt::Display for AlreadyInstalled {
 }
 
 impl std::error::Error for AlreadyInstalled {}
+
+/// Rendered keys and dependency names of one invalidation.
+pub(crate) struct Targets<'a> {
+    pub(crate) keys: &'a [KeyWriter],
+    pub(crate) dependencies: Vec<String>,
+}
 
 impl Cache {
     /// A builder with the defaults: in memory, [`DEFAULT_MAX_BYTES`].
@@ -141,7 +256,7 @@ impl Cache {
     ///
     /// ```
     /// let cache = cache_runtime::Cache::default_cache();
-    /// cache.invalidate_key("user:1");
+    /// assert!(!cache.is_redis());
     /// ```
     #[must_use]
     pub fn default_cache() -> &'static Cache {
@@ -151,76 +266,200 @@ impl Cache {
         }
     }
 
+    /// Whether entries live in Redis.
+    #[must_use]
+    pub fn is_redis(&self) -> bool {
+        matches!(self.inner.backend, Backend::Redis(_))
+    }
+
     /// Removes the entry of a rendered key (`"user:42"`), and refuses the store
     /// of any load of it in progress.
     ///
+    /// # Errors
+    /// When Redis cannot be reached (never for the in-memory cache).
+    ///
     /// ```
-    /// cache_runtime::Cache::in_memory().invalidate_key("user:42");
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// cache_runtime::Cache::in_memory().invalidate_key("user:42").await.unwrap();
+    /// # });
     /// ```
-    pub fn invalidate_key(&self, key: &str) {
+    pub async fn invalidate_key(&self, key: &str) -> Result<(), CacheError> {
         let mut writer = KeyWriter::new();
         writer.write_literal(key);
         writer.shorten();
-        self.invalidate_rendered_key(&writer);
+        self.invalidate(Targets { keys: std::slice::from_ref(&writer), dependencies: Vec::new() }).await
     }
 
     /// Invalidates every entry tagged `tag` (`"org:7"`), in O(1).
     ///
+    /// # Errors
+    /// When Redis cannot be reached (never for the in-memory cache).
+    ///
     /// ```
-    /// cache_runtime::Cache::in_memory().invalidate_tag("org:7");
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// cache_runtime::Cache::in_memory().invalidate_tag("org:7").await.unwrap();
+    /// # });
     /// ```
-    pub fn invalidate_tag(&self, tag: &str) {
-        self.inner
-            .memory
-            .generations
-            .bump(&crate::private::dependency_name(crate::private::TAG, tag));
+    pub async fn invalidate_tag(&self, tag: &str) -> Result<(), CacheError> {
+        self.invalidate(Targets { keys: &[], dependencies: vec![dependency_name(TAG, tag)] }).await
     }
 
     /// Moves the versioned namespace `version` (`"team:3"`) to a new version: every
     /// entry of the old one becomes unreachable at once.
     ///
+    /// # Errors
+    /// When Redis cannot be reached (never for the in-memory cache).
+    ///
     /// ```
-    /// cache_runtime::Cache::in_memory().bump_version("team:3");
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// cache_runtime::Cache::in_memory().bump_version("team:3").await.unwrap();
+    /// # });
     /// ```
-    pub fn bump_version(&self, version: &str) {
-        self.inner
-            .memory
-            .generations
-            .bump(&crate::private::dependency_name(
-                crate::private::VERSION,
-                version,
-            ));
+    pub async fn bump_version(&self, version: &str) -> Result<(), CacheError> {
+        self.invalidate(Targets { keys: &[], dependencies: vec![dependency_name(VERSION, version)] }).await
     }
 
-    pub(crate) fn invalidate_rendered_key(&self, key: &KeyWriter) {
-        let memory = &self.inner.memory;
-        self.inner.flights.doom(key.as_bytes(), || {
-            memory.remove(key.as_bytes());
-        });
+    /// Applies an invalidation: one round trip on Redis.
+    pub(crate) async fn invalidate(&self, targets: Targets<'_>) -> Result<(), CacheError> {
+        match &self.inner.backend {
+            Backend::Memory(memory) => {
+                for key in targets.keys {
+                    self.inner.flights.doom(key.as_bytes(), || {
+                        memory.remove(key.as_bytes());
+                    });
+                }
+                for name in &targets.dependencies {
+                    memory.generations.bump(name);
+                }
+                Ok(())
+            }
+            Backend::Redis(redis) => {
+                for key in targets.keys {
+                    self.inner.flights.doom(key.as_bytes(), || {});
+                }
+                let entry_keys: Vec<Vec<u8>> =
+                    targets.keys.iter().map(|key| redis.entry_key(key.as_bytes())).collect();
+                let counters: Vec<String> =
+                    targets.dependencies.iter().map(|name| redis.counter_key(name)).collect();
+                match redis.invalidate(&entry_keys, &counters).await {
+                    Ok(()) => Ok(()),
+                    Err(error) => {
+                        retry_in_background(Arc::clone(redis), entry_keys, counters);
+                        Err(error)
+                    }
+                }
+            }
+        }
     }
 
-    /// Number of entries held, expired ones included until evicted or replaced.
+    /// Runs a raw Redis command on this cache's connection, under its timeout
+    /// and circuit breaker; `None` for an in-memory cache. For tools and tests.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let cache = cache_runtime::Cache::in_memory();
+    /// assert!(cache.redis_command::<String>(redis::cmd("PING")).await.is_none());
+    /// # });
+    /// ```
+    pub async fn redis_command<T: redis::FromRedisValue>(
+        &self,
+        command: redis::Cmd,
+    ) -> Option<Result<T, CacheError>> {
+        match &self.inner.backend {
+            Backend::Memory(_) => None,
+            Backend::Redis(redis) => Some(redis.raw(command).await),
+        }
+    }
+
+    /// The full Redis key of a rendered cache key (`"user:42"` gives
+    /// `"{prefix}:{user:42}"`); `None` for an in-memory cache.
+    #[must_use]
+    pub fn redis_key(&self, key: &str) -> Option<String> {
+        match &self.inner.backend {
+            Backend::Memory(_) => None,
+            Backend::Redis(redis) => {
+                let mut writer = KeyWriter::new();
+                writer.write_literal(key);
+                writer.shorten();
+                Some(String::from_utf8_lossy(&redis.entry_key(writer.as_bytes())).into_owned())
+            }
+        }
+    }
+
+    /// Whether calls currently skip Redis because its circuit breaker is open.
+    #[must_use]
+    pub fn is_degraded(&self) -> bool {
+        match &self.inner.backend {
+            Backend::Memory(_) => false,
+            Backend::Redis(redis) => redis.breaker_open(),
+        }
+    }
+
+    /// Number of entries held in process memory (0 for Redis), expired ones
+    /// included until evicted or replaced.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.inner.memory.len()
+        match &self.inner.backend {
+            Backend::Memory(memory) => memory.len(),
+            Backend::Redis(_) => 0,
+        }
     }
 
-    /// Whether the cache holds no entry.
+    /// Whether the process holds no entry.
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Total weight of the in-memory entries, in bytes.
+    /// Total weight of the in-memory entries, in bytes (0 for Redis).
     #[must_use]
     pub fn weight_bytes(&self) -> u64 {
-        self.inner.memory.weight()
+        match &self.inner.backend {
+            Backend::Memory(memory) => memory.weight(),
+            Backend::Redis(_) => 0,
+        }
     }
+}
+
+/// Retries an invalidation Redis did not take, with exponential backoff; after
+/// the last attempt it is logged and counted (`cache_invalidation_failures_total`).
+fn retry_in_background(redis: Arc<RedisStore>, entry_keys: Vec<Vec<u8>>, counters: Vec<String>) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        tracing::error!(
+            keys = entry_keys.len(),
+            counters = counters.len(),
+            "invalidation lost: Redis unreachable"
+        );
+        metrics::counter!("cache_invalidation_failures_total").increment(1);
+        return;
+    };
+    runtime.spawn(async move {
+        let mut delay = Duration::from_millis(100);
+        for attempt in 2..=redis.settings.invalidation_attempts {
+            tokio::time::sleep(delay).await;
+            match redis.invalidate(&entry_keys, &counters).await {
+                Ok(()) => {
+                    tracing::info!(attempt, "invalidation applied after a retry");
+                    return;
+                }
+                Err(error) => tracing::warn!(attempt, %error, "invalidation attempt failed"),
+            }
+            delay *= 2;
+        }
+        tracing::error!(
+            keys = entry_keys.len(),
+            counters = counters.len(),
+            "invalidation lost: Redis unreachable after every attempt; entries stay until their TTL"
+        );
+        metrics::counter!("cache_invalidation_failures_total").increment(1);
+    });
 }
 
 impl fmt::Debug for Cache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let backend = if self.is_redis() { "redis" } else { "memory" };
         f.debug_struct("Cache")
+            .field("backend", &backend)
             .field("entries", &self.len())
             .finish_non_exhaustive()
     }

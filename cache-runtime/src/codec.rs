@@ -70,10 +70,7 @@ impl Codec for Postcard {
     fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
         match postcard::take_from_bytes(bytes) {
             Ok((value, [])) => Ok(value),
-            Ok((_, rest)) => Err(DecodeError::new(format!(
-                "{} trailing bytes after the value",
-                rest.len()
-            ))),
+            Ok((_, rest)) => Err(DecodeError::new(format!("{} trailing bytes after the value", rest.len()))),
             Err(e) => Err(DecodeError::new(e.to_string())),
         }
     }
@@ -175,10 +172,7 @@ impl Envelope {
     /// let (back, value): (_, String) = Envelope::decode::<Postcard, _>(&bytes, 9).unwrap();
     /// assert_eq!((back, value.as_str()), (header, "hello"));
     /// ```
-    pub fn encode<C: Codec, T: Serialize + ?Sized>(
-        &self,
-        value: &T,
-    ) -> Result<Vec<u8>, EncodeError> {
+    pub fn encode<C: Codec, T: Serialize + ?Sized>(&self, value: &T) -> Result<Vec<u8>, EncodeError> {
         let mut out = Vec::with_capacity(64);
         out = postcard::to_extend(self, out).map_err(|e| EncodeError(e.to_string()))?;
         C::encode(value, &mut out)?;
@@ -190,13 +184,9 @@ impl Envelope {
     /// # Errors
     /// When the bytes do not start with a header of this format version.
     pub fn decode_header(bytes: &[u8]) -> Result<(Self, &[u8]), DecodeError> {
-        let first = *bytes
-            .first()
-            .ok_or_else(|| DecodeError::new("empty entry"))?;
+        let first = *bytes.first().ok_or_else(|| DecodeError::new("empty entry"))?;
         if first != FORMAT_VERSION {
-            return Err(DecodeError::new(format!(
-                "format version {first}, expected {FORMAT_VERSION}"
-            )));
+            return Err(DecodeError::new(format!("format version {first}, expected {FORMAT_VERSION}")));
         }
         postcard::take_from_bytes::<Self>(bytes).map_err(|e| DecodeError::new(e.to_string()))
     }
@@ -211,11 +201,7 @@ impl Envelope {
     ) -> Result<(Self, T), DecodeError> {
         let (header, payload) = Self::decode_header(bytes)?;
         if header.codec != C::ID {
-            return Err(DecodeError::new(format!(
-                "codec {}, expected {}",
-                header.codec,
-                C::ID
-            )));
+            return Err(DecodeError::new(format!("codec {}, expected {}", header.codec, C::ID)));
         }
         if header.fingerprint != fingerprint {
             return Err(DecodeError::new("entry holds another value type"));
@@ -271,46 +257,28 @@ mod tests {
 
     #[test]
     fn round_trips_header_and_value() {
-        let user = User {
-            id: 1,
-            name: "Ada".into(),
-        };
+        let user = User { id: 1, name: "Ada".into() };
         let bytes = header().encode::<Postcard, _>(&user).unwrap();
-        let (back, value) =
-            Envelope::decode::<Postcard, User>(&bytes, header().fingerprint).unwrap();
+        let (back, value) = Envelope::decode::<Postcard, User>(&bytes, header().fingerprint).unwrap();
         assert_eq!(back, header());
         assert_eq!(value, user);
     }
 
     #[test]
     fn garbage_and_truncation_are_errors_not_panics() {
-        let user = User {
-            id: 1,
-            name: "Ada".into(),
-        };
+        let user = User { id: 1, name: "Ada".into() };
         let bytes = header().encode::<Postcard, _>(&user).unwrap();
         for cut in 0..bytes.len() {
-            assert!(
-                Envelope::decode::<Postcard, User>(&bytes[..cut], header().fingerprint).is_err()
-            );
+            assert!(Envelope::decode::<Postcard, User>(&bytes[..cut], header().fingerprint).is_err());
         }
-        for garbage in [
-            &b"\x01\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff"[..],
-            b"hello",
-            b"\x01",
-        ] {
+        for garbage in [&b"\x01\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff"[..], b"hello", b"\x01"] {
             assert!(Envelope::decode::<Postcard, User>(garbage, 0).is_err());
         }
     }
 
     #[test]
     fn other_type_codec_or_format_is_an_error() {
-        let bytes = header()
-            .encode::<Postcard, _>(&User {
-                id: 1,
-                name: "x".into(),
-            })
-            .unwrap();
+        let bytes = header().encode::<Postcard, _>(&User { id: 1, name: "x".into() }).unwrap();
         assert!(Envelope::decode::<Postcard, User>(&bytes, 1).is_err());
         assert!(Envelope::decode::<Json, User>(&bytes, header().fingerprint).is_err());
         let mut old = bytes.clone();
@@ -320,10 +288,7 @@ mod tests {
 
     #[test]
     fn json_codec_round_trips() {
-        let user = User {
-            id: 2,
-            name: "Grace".into(),
-        };
+        let user = User { id: 2, name: "Grace".into() };
         let mut h = header();
         h.codec = Json::ID;
         let bytes = h.encode::<Json, _>(&user).unwrap();
@@ -333,10 +298,7 @@ mod tests {
 
     #[test]
     fn encoded_size_matches_encoding() {
-        let user = User {
-            id: 300,
-            name: "Ada".into(),
-        };
+        let user = User { id: 300, name: "Ada".into() };
         let mut bytes = Vec::new();
         Postcard::encode(&user, &mut bytes).unwrap();
         assert_eq!(encoded_size(&user), Some(bytes.len()));

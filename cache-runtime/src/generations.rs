@@ -20,10 +20,7 @@ pub(crate) struct Generations {
 
 impl Generations {
     pub(crate) fn new(capacity: usize) -> Self {
-        Self {
-            counters: quick_cache::sync::Cache::new(capacity.max(16)),
-            sequence: AtomicU64::new(1),
-        }
+        Self { counters: quick_cache::sync::Cache::new(capacity.max(16)), sequence: AtomicU64::new(1) }
     }
 
     fn next(&self) -> u64 {
@@ -35,9 +32,8 @@ impl Generations {
         if let Some(current) = self.counters.get(name) {
             return current;
         }
-        let created = self
-            .counters
-            .get_or_insert_with(name, || Ok::<_, std::convert::Infallible>(self.next()));
+        let created =
+            self.counters.get_or_insert_with(name, || Ok::<_, std::convert::Infallible>(self.next()));
         match created {
             Ok(current) => current,
             Err(never) => match never {},

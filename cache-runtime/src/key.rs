@@ -194,8 +194,7 @@ impl KeyWriter {
 
     fn push_hex(&mut self, byte: u8) {
         const HEX: &[u8; 16] = b"0123456789ABCDEF";
-        self.buf
-            .extend_from_slice(&[HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 15)]]);
+        self.buf.extend_from_slice(&[HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 15)]]);
     }
 }
 
@@ -212,10 +211,8 @@ impl fmt::Display for KeyWriter {
 }
 
 fn needs_escape(byte: u8) -> bool {
-    matches!(
-        byte,
-        b':' | b'/' | b'|' | b',' | b'=' | b'&' | b';' | b'#' | b'%' | b'{' | b'}' | b' ' | 0x7f
-    ) || byte < 0x20
+    matches!(byte, b':' | b'/' | b'|' | b',' | b'=' | b'&' | b';' | b'#' | b'%' | b'{' | b'}' | b' ' | 0x7f)
+        || byte < 0x20
 }
 
 macro_rules! unsigned_key_part {
@@ -351,10 +348,7 @@ mod tests {
     fn integers_and_strings_render_readably() {
         assert_eq!(render(&[&|w| w.write_part(&42_u64)]), "42");
         assert_eq!(render(&[&|w| w.write_part(&-7_i32)]), "-7");
-        assert_eq!(
-            render(&[&|w| w.write_part("plain-text.v1")]),
-            "plain-text.v1"
-        );
+        assert_eq!(render(&[&|w| w.write_part("plain-text.v1")]), "plain-text.v1");
         assert_eq!(render(&[&|w| w.write_part(&true)]), "true");
     }
 
@@ -370,10 +364,8 @@ mod tests {
         let none: Option<Option<u8>> = None;
         let some_none: Option<Option<u8>> = Some(None);
         let some_some: Option<Option<u8>> = Some(Some(1));
-        let rendered: Vec<String> = [none, some_none, some_some]
-            .iter()
-            .map(|v| render(&[&|w| w.write_part(v)]))
-            .collect();
+        let rendered: Vec<String> =
+            [none, some_none, some_some].iter().map(|v| render(&[&|w| w.write_part(v)])).collect();
         assert_eq!(rendered, ["%none", "%some%none", "%some1"]);
         assert_ne!(render(&[&|w| w.write_part(&Some("%none"))]), "%none");
     }

@@ -36,17 +36,22 @@
 pub mod codec;
 
 mod cache;
+mod entry_info;
 mod generations;
 mod key;
 mod memory;
 mod private;
+mod redis_store;
 mod single_flight;
 mod site;
 
-pub use cache::{AlreadyInstalled, Cache, CacheBuilder, DEFAULT_MAX_BYTES};
+pub use cache::{AlreadyInstalled, Cache, CacheBuilder, ConfigError, DEFAULT_MAX_BYTES};
 pub use cache_macros::{cached, invalidates};
 pub use codec::{Codec, DecodeError, EncodeError, Envelope, Json, Postcard};
+pub use entry_info::{EntryInfo, capture};
 pub use key::{KeyPart, KeyWriter, MAX_KEY_LEN};
+pub use redis;
+pub use redis_store::CacheError;
 pub use site::{SiteStats, stats};
 
 /// What generated code calls. Not a public API: it changes without notice.
@@ -54,8 +59,8 @@ pub use site::{SiteStats, stats};
 pub mod __private {
     pub use crate::key::{KeyPart, KeyWriter};
     pub use crate::private::{
-        AsCache, CacheValue, Dependencies, Invalidation, Mode, OptionMode, PlainMode, ResultMode,
-        cache_of, cached, default_cache, invalidating,
+        AsCache, CacheValue, Dependencies, Invalidation, Mode, OptionMode, PlainMode, ResultMode, cache_of,
+        cached, default_cache, invalidating,
     };
     pub use crate::site::Site;
     pub use core::any::type_name;

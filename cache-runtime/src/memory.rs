@@ -20,6 +20,7 @@ pub(crate) struct MemoryEntry {
     /// Fingerprint of a generic function's type arguments (0 when not generic).
     pub(crate) generics: u64,
     pub(crate) filled_at: SystemTime,
+    pub(crate) lifetime: std::time::Duration,
     pub(crate) fresh_until: Instant,
     /// Tag and version counters seen when the load began.
     pub(crate) dependencies: Box<[(Box<str>, u64)]>,
@@ -28,6 +29,19 @@ pub(crate) struct MemoryEntry {
 
 #[derive(Clone)]
 struct EntryWeighter;
+
+impl MemoryEntry {
+    /// What [`capture`](crate::capture) reports for this entry.
+    pub(crate) fn info(&self, key: &crate::KeyWriter, hit: bool) -> crate::EntryInfo {
+        crate::EntryInfo {
+            key: key.as_str().to_owned(),
+            filled_at: self.filled_at,
+            fresh_until: self.filled_at + self.lifetime,
+            generation: crate::entry_info::generation_fingerprint(self.dependencies.iter().map(|(_, g)| *g)),
+            hit,
+        }
+    }
+}
 
 impl quick_cache::Weighter<Box<[u8]>, Arc<MemoryEntry>> for EntryWeighter {
     fn weight(&self, key: &Box<[u8]>, entry: &Arc<MemoryEntry>) -> u64 {
@@ -48,11 +62,7 @@ pub(crate) struct MemoryStore {
 }
 
 impl MemoryStore {
-    pub(crate) fn new(
-        max_bytes: u64,
-        estimated_entries: usize,
-        generation_capacity: usize,
-    ) -> Self {
+    pub(crate) fn new(max_bytes: u64, estimated_entries: usize, generation_capacity: usize) -> Self {
         Self {
             entries: quick_cache::sync::Cache::with_weighter(
                 estimated_entries.max(16),
@@ -72,17 +82,14 @@ impl MemoryStore {
         };
         if entry.generics != generics
             || entry.fresh_until <= Instant::now()
-            || !entry
-                .dependencies
-                .iter()
-                .all(|(name, seen)| self.generations.is_current(name, *seen))
+            || !entry.dependencies.iter().all(|(name, seen)| self.generations.is_current(name, *seen))
         {
             return Lookup::Miss;
         }
         Lookup::Fresh(entry)
     }
 
-    /// Stores a value; `false` when it is heavier than the whole cache allows.
+    /// Stores a value; `None` when it is heavier than the whole cache allows.
     pub(crate) fn insert(
         &self,
         key: &[u8],
@@ -91,22 +98,24 @@ impl MemoryStore {
         generics: u64,
         lifetime: std::time::Duration,
         dependencies: Box<[(Box<str>, u64)]>,
-    ) -> bool {
+    ) -> Option<Arc<MemoryEntry>> {
         let dependency_bytes: usize = dependencies.iter().map(|(name, _)| name.len() + 8).sum();
         let weight = ENTRY_OVERHEAD + (value_bytes + dependency_bytes) as u64;
         if weight + key.len() as u64 > self.max_bytes {
-            return false;
+            return None;
         }
         let entry = MemoryEntry {
             value,
             generics,
             filled_at: SystemTime::now(),
+            lifetime,
             fresh_until: Instant::now() + lifetime,
             dependencies,
             weight,
         };
-        self.entries.insert(key.into(), Arc::new(entry));
-        true
+        let entry = Arc::new(entry);
+        self.entries.insert(key.into(), Arc::clone(&entry));
+        Some(entry)
     }
 
     pub(crate) fn remove(&self, key: &[u8]) -> bool {

@@ -1,6 +1,5 @@
 //! The functions generated code calls: the cache-aside load path and invalidation.
 
-use std::any::Any;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
@@ -8,11 +7,15 @@ use std::time::Instant;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::cache::Cache;
-use crate::codec::{encoded_size, type_fingerprint};
+use std::time::Duration;
+
+use crate::cache::{Backend, Cache, Targets};
+use crate::codec::{Codec, Envelope, FORMAT_VERSION, Postcard, encoded_size, type_fingerprint};
+use crate::entry_info::{self, EntryInfo, from_unix_ms, generation_fingerprint};
 use crate::key::KeyWriter;
-use crate::memory::Lookup;
-use crate::single_flight::{FlightOutcome, Role, wait};
+use crate::memory::{Lookup, MemoryStore};
+use crate::redis_store::{CacheError, Lease, RedisStore, unix_ms};
+use crate::single_flight::{FlightOutcome, LeaderGuard, Role, SharedValue, SingleFlight, wait};
 use crate::site::Site;
 
 /// Namespace of tag counters.
@@ -144,29 +147,28 @@ pub struct Dependencies<const TAGS: usize, const VERSIONS: usize> {
 
 impl<const TAGS: usize, const VERSIONS: usize> Dependencies<TAGS, VERSIONS> {
     fn names(&self) -> impl Iterator<Item = String> + '_ {
-        let tags = self
-            .tags
-            .iter()
-            .map(|tag| dependency_name(TAG, tag.as_str()));
-        let versions = self
-            .versions
-            .iter()
-            .map(|version| dependency_name(VERSION, version.as_str()));
+        let tags = self.tags.iter().map(|tag| dependency_name(TAG, tag.as_str()));
+        let versions = self.versions.iter().map(|version| dependency_name(VERSION, version.as_str()));
         tags.chain(versions)
     }
 }
 
 #[inline]
-fn lookup<V: CacheValue>(cache: &Cache, key: &KeyWriter, generics: u64) -> Option<V> {
-    match cache.inner.memory.lookup(key.as_bytes(), generics) {
-        Lookup::Fresh(entry) => entry.value.downcast_ref::<V>().cloned(),
+fn lookup<V: CacheValue>(memory: &MemoryStore, key: &KeyWriter, generics: u64) -> Option<V> {
+    match memory.lookup(key.as_bytes(), generics) {
+        Lookup::Fresh(entry) => {
+            let value = entry.value.downcast_ref::<V>().cloned();
+            if value.is_some() {
+                entry_info::record(|| entry.info(key, true));
+            }
+            value
+        }
         Lookup::Miss => None,
     }
 }
 
 /// The cache-aside path of a `#[cached]` function: serve a fresh entry, or run
 /// `body` once for all concurrent callers of the key and store its cacheable value.
-#[allow(clippy::too_many_arguments)] // one call from generated code; a struct would only rename them
 pub async fn cached<M, R, C, F, const TAGS: usize, const VERSIONS: usize>(
     site: &'static Site,
     cache: C,
@@ -183,37 +185,89 @@ where
 {
     key.shorten();
     let cache = cache.as_cache();
-    let generics = if generic_types.is_empty() {
-        0
-    } else {
-        type_fingerprint(generic_types)
-    };
-    if let Some(value) = lookup::<M::Value>(cache, &key, generics) {
-        site.record_hit();
-        return M::from_cached(value);
+    match &cache.inner.backend {
+        Backend::Memory(memory) => {
+            let generics = if generic_types.is_empty() { 0 } else { type_fingerprint(generic_types) };
+            if let Some(value) = lookup::<M::Value>(memory, &key, generics) {
+                site.record_hit();
+                return M::from_cached(value);
+            }
+            site.record_miss();
+            load_into_memory::<M, R, F, TAGS, VERSIONS>(
+                site,
+                cache,
+                memory,
+                &key,
+                &dependencies,
+                generics,
+                body,
+            )
+            .await
+        }
+        Backend::Redis(redis) => {
+            let mut types = Vec::with_capacity(generic_types.len() + 1);
+            types.push(std::any::type_name::<M::Value>());
+            types.extend_from_slice(generic_types);
+            let request = RedisRequest {
+                site,
+                cache,
+                redis,
+                key: &key,
+                entry_key: redis.entry_key(key.as_bytes()),
+                counter_keys: dependencies.names().map(|name| redis.counter_key(&name)).collect(),
+                fingerprint: type_fingerprint(&types),
+            };
+            request.serve::<M, R, F>(body).await
+        }
     }
-    site.record_miss();
+}
 
-    let leader = loop {
-        match cache.inner.flights.join(key.as_bytes()) {
-            Role::Leader(leader) => break leader,
+/// Waits for the key's flight; `Ok(leader)` when this caller must load, `Err(value)`
+/// when another caller's load answered.
+async fn lead_or_wait<'c, V: CacheValue, Fut: Future<Output = Option<V>>>(
+    flights: &'c SingleFlight,
+    key: &KeyWriter,
+    reread: impl Fn() -> Fut,
+) -> Result<LeaderGuard<'c>, V> {
+    loop {
+        match flights.join(key.as_bytes()) {
+            Role::Leader(leader) => return Ok(leader),
             Role::Waiter(waiter) => match wait(waiter).await {
                 FlightOutcome::Stored => {
-                    if let Some(value) = lookup::<M::Value>(cache, &key, generics) {
-                        return M::from_cached(value);
+                    if let Some(value) = reread().await {
+                        return Err(value);
                     }
                 }
                 FlightOutcome::Unstored(shared) => {
-                    if let Some(value) = shared.downcast_ref::<M::Value>() {
-                        return M::from_cached(value.clone());
+                    if let Some(value) = shared.downcast_ref::<V>() {
+                        return Err(value.clone());
                     }
                 }
                 FlightOutcome::Retry => {}
             },
         }
-    };
+    }
+}
 
-    let memory = &cache.inner.memory;
+async fn load_into_memory<M, R, F, const TAGS: usize, const VERSIONS: usize>(
+    site: &'static Site,
+    cache: &Cache,
+    memory: &MemoryStore,
+    key: &KeyWriter,
+    dependencies: &Dependencies<TAGS, VERSIONS>,
+    generics: u64,
+    body: F,
+) -> R
+where
+    M: Mode<R>,
+    M::Value: CacheValue,
+    F: Future<Output = R>,
+{
+    let reread = || std::future::ready(lookup::<M::Value>(memory, key, generics));
+    let leader = match lead_or_wait(&cache.inner.flights, key, reread).await {
+        Ok(leader) => leader,
+        Err(value) => return M::from_cached(value),
+    };
     let seen: Box<[(Box<str>, u64)]> = dependencies
         .names()
         .map(|name| {
@@ -231,7 +285,7 @@ where
     };
     let value_bytes = encoded_size(value).unwrap_or(size_of::<M::Value>());
     site.record_value_bytes(value_bytes);
-    let shared: Arc<dyn Any + Send + Sync> = Arc::new(value.clone());
+    let shared: SharedValue = Arc::new(value.clone());
     leader.finish(|doomed| {
         let current = seen.iter().all(|(name, generation)| memory.generations.is_current(name, *generation));
         if doomed || !current {
@@ -240,7 +294,8 @@ where
             return FlightOutcome::Retry;
         }
         let lifetime = site.entry_lifetime();
-        if memory.insert(key.as_bytes(), Arc::clone(&shared), value_bytes, generics, lifetime, seen) {
+        if let Some(entry) = memory.insert(key.as_bytes(), Arc::clone(&shared), value_bytes, generics, lifetime, seen) {
+            entry_info::record(|| entry.info(key, false));
             FlightOutcome::Stored
         } else {
             tracing::debug!(function = site.function(), key = %key, value_bytes, "value larger than the cache");
@@ -248,6 +303,223 @@ where
         }
     });
     output
+}
+
+/// One `#[cached]` call on a Redis cache.
+struct RedisRequest<'a> {
+    site: &'static Site,
+    cache: &'a Cache,
+    redis: &'a RedisStore,
+    key: &'a KeyWriter,
+    entry_key: Vec<u8>,
+    counter_keys: Vec<String>,
+    fingerprint: u64,
+}
+
+/// What reading an entry from Redis found.
+enum Read<V> {
+    Hit(V),
+    Miss,
+    /// Redis could not be read: run the body, skip Redis for the rest of the call.
+    Unavailable,
+}
+
+impl RedisRequest<'_> {
+    async fn serve<M, R, F>(&self, body: F) -> R
+    where
+        M: Mode<R>,
+        M::Value: CacheValue,
+        F: Future<Output = R>,
+    {
+        let reachable = match self.read::<M::Value>().await {
+            Read::Hit(value) => {
+                self.site.record_hit();
+                return M::from_cached(value);
+            }
+            Read::Miss => true,
+            Read::Unavailable => false,
+        };
+        self.site.record_miss();
+        let reread = || async {
+            match self.read::<M::Value>().await {
+                Read::Hit(value) => Some(value),
+                Read::Miss | Read::Unavailable => None,
+            }
+        };
+        let leader = match lead_or_wait(&self.cache.inner.flights, self.key, reread).await {
+            Ok(leader) => leader,
+            Err(value) => return M::from_cached(value),
+        };
+        let lifetime = self.site.entry_lifetime();
+        let began = if reachable {
+            match self.redis.begin_load(&self.entry_key, &self.counter_keys, lifetime).await {
+                Ok(began) => Some(began),
+                Err(error) => {
+                    self.failed(&error);
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let (token, generations) = match began {
+            Some((Lease::Held(token), generations)) => (Some(token), generations),
+            Some((Lease::Busy, _)) => {
+                if let Some(value) = self.wait_for_other_process::<M::Value>().await {
+                    leader.finish(|_| FlightOutcome::Stored);
+                    return M::from_cached(value);
+                }
+                (None, Vec::new())
+            }
+            None => (None, Vec::new()),
+        };
+
+        let started = Instant::now();
+        let output = body.await;
+        self.site.record_load(started.elapsed());
+        let Some(value) = M::cacheable(&output) else {
+            if let Some(token) = &token {
+                if let Err(error) = self.redis.release(&self.entry_key, token).await {
+                    self.failed(&error);
+                }
+            }
+            drop(leader);
+            return output;
+        };
+        let outcome = match token {
+            Some(token) => self.store(value, &token, generations, lifetime).await,
+            None => FlightOutcome::Unstored(Arc::new(value.clone())),
+        };
+        leader.finish(|doomed| if doomed { FlightOutcome::Retry } else { outcome });
+        output
+    }
+
+    /// Encodes and stores under the lease; tells waiters what happened.
+    async fn store<V: CacheValue>(
+        &self,
+        value: &V,
+        token: &str,
+        generations: Vec<u64>,
+        lifetime: Duration,
+    ) -> FlightOutcome {
+        let filled_at_ms = unix_ms();
+        let lifetime_ms = u64::try_from(lifetime.as_millis()).unwrap_or(u64::MAX);
+        let envelope = Envelope {
+            format: FORMAT_VERSION,
+            codec: Postcard::ID,
+            fingerprint: self.fingerprint,
+            filled_at_ms,
+            fresh_until_ms: filled_at_ms.saturating_add(lifetime_ms),
+            stale_until_ms: filled_at_ms.saturating_add(lifetime_ms),
+            generations,
+        };
+        let bytes = match envelope.encode::<Postcard, V>(value) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                self.site.record_error();
+                tracing::warn!(function = self.site.function(), %error, "value not stored");
+                return FlightOutcome::Unstored(Arc::new(value.clone()));
+            }
+        };
+        self.site.record_value_bytes(bytes.len());
+        if bytes.len() > self.redis.settings.max_value_bytes {
+            tracing::debug!(
+                function = self.site.function(),
+                bytes = bytes.len(),
+                "value larger than max_value_bytes"
+            );
+            metrics::counter!("cache_oversized_values_total", "function" => self.site.function())
+                .increment(1);
+            return FlightOutcome::Unstored(Arc::new(value.clone()));
+        }
+        let info = || EntryInfo {
+            key: self.key.as_str().to_owned(),
+            filled_at: from_unix_ms(envelope.filled_at_ms),
+            fresh_until: from_unix_ms(envelope.fresh_until_ms),
+            generation: generation_fingerprint(envelope.generations.iter().copied()),
+            hit: false,
+        };
+        match self.redis.store(&self.entry_key, token, &bytes, lifetime).await {
+            Ok(true) => {
+                entry_info::record(info);
+                FlightOutcome::Stored
+            }
+            Ok(false) => {
+                self.site.record_refused();
+                tracing::debug!(function = self.site.function(), key = %self.key, "store refused: invalidated during the load");
+                FlightOutcome::Retry
+            }
+            Err(error) => {
+                self.failed(&error);
+                FlightOutcome::Unstored(Arc::new(value.clone()))
+            }
+        }
+    }
+
+    /// Reads and checks the entry: its type, format and generations.
+    async fn read<V: CacheValue>(&self) -> Read<V> {
+        let (bytes, counters) = match self.redis.read(&self.entry_key, &self.counter_keys).await {
+            Ok(found) => found,
+            Err(CacheError::Server(error)) => {
+                // A key of another type: a miss, overwritten by the next store.
+                self.undecodable(&error);
+                return Read::Miss;
+            }
+            Err(error) => {
+                self.failed(&error);
+                return Read::Unavailable;
+            }
+        };
+        let Some(bytes) = bytes else { return Read::Miss };
+        match Envelope::decode::<Postcard, V>(&bytes, self.fingerprint) {
+            Ok((envelope, value)) => {
+                let current = envelope.generations.len() == counters.len()
+                    && envelope.generations.iter().zip(&counters).all(|(seen, now)| Some(*seen) == *now);
+                if !current {
+                    return Read::Miss;
+                }
+                entry_info::record(|| EntryInfo {
+                    key: self.key.as_str().to_owned(),
+                    filled_at: from_unix_ms(envelope.filled_at_ms),
+                    fresh_until: from_unix_ms(envelope.fresh_until_ms),
+                    generation: generation_fingerprint(envelope.generations.iter().copied()),
+                    hit: true,
+                });
+                Read::Hit(value)
+            }
+            Err(error) => {
+                self.undecodable(&error);
+                Read::Miss
+            }
+        }
+    }
+
+    /// Another process holds the lease: poll for its value for `lease_wait`.
+    async fn wait_for_other_process<V: CacheValue>(&self) -> Option<V> {
+        let deadline = Instant::now() + self.redis.settings.lease_wait;
+        let mut pause = Duration::from_millis(5);
+        while Instant::now() < deadline {
+            tokio::time::sleep(pause).await;
+            match self.read::<V>().await {
+                Read::Hit(value) => return Some(value),
+                Read::Miss => {}
+                Read::Unavailable => return None,
+            }
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+        None
+    }
+
+    fn failed(&self, error: &CacheError) {
+        self.site.record_error();
+        tracing::debug!(function = self.site.function(), %error, "cache unavailable: running the function body");
+    }
+
+    fn undecodable(&self, error: &dyn std::fmt::Display) {
+        self.site.record_error();
+        metrics::counter!("cache_undecodable_total", "function" => self.site.function()).increment(1);
+        tracing::warn!(function = self.site.function(), key = %self.key, %error, "undecodable entry treated as a miss");
+    }
 }
 
 /// What one `#[invalidates]` call removes, rendered.
@@ -260,7 +532,8 @@ pub struct Invalidation<const KEYS: usize, const TAGS: usize, const VERSIONS: us
     pub versions: [KeyWriter; VERSIONS],
 }
 
-/// Runs a write's `body`; when it succeeded, applies `invalidation`.
+/// Runs a write's `body`; when it succeeded, applies `invalidation` (one round
+/// trip on Redis; retried in the background when Redis cannot be reached).
 pub async fn invalidating<M, R, C, F, const KEYS: usize, const TAGS: usize, const VERSIONS: usize>(
     cache: C,
     invalidation: Invalidation<KEYS, TAGS, VERSIONS>,
@@ -273,24 +546,17 @@ where
 {
     let output = body.await;
     if M::succeeded(&output) {
-        apply(cache.as_cache(), invalidation);
+        let Invalidation { mut keys, tags, versions } = invalidation;
+        for key in &mut keys {
+            key.shorten();
+        }
+        let tags = tags.iter().map(|tag| dependency_name(TAG, tag.as_str()));
+        let versions = versions.iter().map(|version| dependency_name(VERSION, version.as_str()));
+        let targets = Targets { keys: &keys, dependencies: tags.chain(versions).collect() };
+        match cache.as_cache().invalidate(targets).await {
+            Ok(()) => tracing::debug!(keys = KEYS, tags = TAGS, versions = VERSIONS, "invalidated"),
+            Err(error) => tracing::warn!(%error, "invalidation not applied yet: retrying in the background"),
+        }
     }
     output
-}
-
-fn apply<const KEYS: usize, const TAGS: usize, const VERSIONS: usize>(
-    cache: &Cache,
-    invalidation: Invalidation<KEYS, TAGS, VERSIONS>,
-) {
-    for mut key in invalidation.keys {
-        key.shorten();
-        cache.invalidate_rendered_key(&key);
-    }
-    for tag in &invalidation.tags {
-        cache.invalidate_tag(tag.as_str());
-    }
-    for version in &invalidation.versions {
-        cache.bump_version(version.as_str());
-    }
-    tracing::debug!(keys = KEYS, tags = TAGS, versions = VERSIONS, "invalidated");
 }

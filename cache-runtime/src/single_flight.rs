@@ -60,9 +60,7 @@ impl SingleFlight {
     fn shard(&self, key: &[u8]) -> MutexGuard<'_, HashMap<Box<[u8]>, Flight>> {
         let index = (self.hasher.hash_one(key) as usize) % SHARDS;
         // A panic while holding the lock cannot leave the map inconsistent.
-        self.shards[index]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.shards[index].lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Joins the flight of `key`, leading it when there is none.
@@ -72,18 +70,8 @@ impl SingleFlight {
             return Role::Waiter(flight.outcome.subscribe());
         }
         let (outcome, _) = watch::channel(None);
-        flights.insert(
-            key.into(),
-            Flight {
-                doomed: false,
-                outcome,
-            },
-        );
-        Role::Leader(LeaderGuard {
-            registry: self,
-            key: key.into(),
-            finished: false,
-        })
+        flights.insert(key.into(), Flight { doomed: false, outcome });
+        Role::Leader(LeaderGuard { registry: self, key: key.into(), finished: false })
     }
 
     /// Marks a load in progress of `key` as stale, then runs `invalidate`, both
@@ -99,10 +87,7 @@ impl SingleFlight {
     /// Number of loads in progress (for tests and metrics).
     #[cfg(test)]
     pub(crate) fn in_flight(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).len())
-            .sum()
+        self.shards.iter().map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).len()).sum()
     }
 }
 
@@ -153,12 +138,8 @@ mod tests {
     #[tokio::test]
     async fn second_caller_waits_for_the_first() {
         let flights = SingleFlight::new();
-        let Role::Leader(leader) = flights.join(b"k") else {
-            panic!("first caller must lead")
-        };
-        let Role::Waiter(waiter) = flights.join(b"k") else {
-            panic!("second caller must wait")
-        };
+        let Role::Leader(leader) = flights.join(b"k") else { panic!("first caller must lead") };
+        let Role::Waiter(waiter) = flights.join(b"k") else { panic!("second caller must wait") };
         leader.finish(|doomed| {
             assert!(!doomed);
             FlightOutcome::Stored
@@ -171,9 +152,7 @@ mod tests {
     async fn dropped_leader_releases_waiters() {
         let flights = SingleFlight::new();
         let leader = flights.join(b"k");
-        let Role::Waiter(waiter) = flights.join(b"k") else {
-            panic!("must wait")
-        };
+        let Role::Waiter(waiter) = flights.join(b"k") else { panic!("must wait") };
         drop(leader);
         assert!(matches!(wait(waiter).await, FlightOutcome::Retry));
         assert!(matches!(flights.join(b"k"), Role::Leader(_)));
@@ -182,9 +161,7 @@ mod tests {
     #[tokio::test]
     async fn doom_is_seen_by_the_leader() {
         let flights = SingleFlight::new();
-        let Role::Leader(leader) = flights.join(b"k") else {
-            panic!("must lead")
-        };
+        let Role::Leader(leader) = flights.join(b"k") else { panic!("must lead") };
         let mut ran = false;
         flights.doom(b"k", || ran = true);
         assert!(ran);

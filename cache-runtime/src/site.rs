@@ -61,11 +61,7 @@ impl SiteStats {
     #[must_use]
     pub fn hit_ratio(&self) -> f64 {
         let calls = self.hits + self.misses;
-        if calls == 0 {
-            0.0
-        } else {
-            self.hits as f64 / calls as f64
-        }
+        if calls == 0 { 0.0 } else { self.hits as f64 / calls as f64 }
     }
 }
 
@@ -135,10 +131,7 @@ impl Site {
 
     fn metrics(&'static self) -> &'static SiteMetrics {
         self.registered.call_once(|| {
-            SITES
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(self);
+            SITES.lock().unwrap_or_else(PoisonError::into_inner).push(self);
         });
         self.metrics.get_or_init(|| {
             let function = self.function;

@@ -1,1 +1,3 @@
-//! x
+//! Support for the integration tests: shared scenarios and a Redis harness.
+
+pub mod scenarios;

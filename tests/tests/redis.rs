@@ -1,0 +1,387 @@
+//! The Redis backend end to end, against `redis-server` processes started here.
+//!
+//! Skipped (with a message) when `redis-server` is not installed, unless
+//! `CACHE_REQUIRE_REDIS=1`, when they fail instead.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use cache_runtime::{Cache, cached};
+use cache_tests::redis_server::{RedisServer, require_redis};
+use cache_tests::scenarios::{self, Read, bump_team, delete_user_key, get_user, join_all, touch_org};
+
+/// A server of its own and a cache on it.
+struct Fixture {
+    server: RedisServer,
+    cache: Cache,
+}
+
+impl Fixture {
+    fn start() -> Option<Self> {
+        if !require_redis() {
+            return None;
+        }
+        let server = RedisServer::start();
+        let cache = cache_on(&server.url());
+        Some(Self { server, cache })
+    }
+
+    fn cache(&self) -> Cache {
+        self.cache.clone()
+    }
+
+    /// Another handle on the same Redis: what a second process would have.
+    fn second_handle(&self) -> Cache {
+        cache_on(&self.server.url())
+    }
+}
+
+fn cache_on(url: &str) -> Cache {
+    Cache::builder()
+        .redis(url)
+        .expect("valid url")
+        .prefix("test:app")
+        .expect("valid prefix")
+        .timeout(Duration::from_millis(200))
+        .circuit_breaker(3, Duration::from_millis(300))
+        .build()
+}
+
+macro_rules! fixture {
+    () => {
+        match Fixture::start() {
+            Some(fixture) => fixture,
+            None => return,
+        }
+    };
+}
+
+cache_tests::scenario_tests!(fixture!());
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_stale_set_across_two_handles_after_key_invalidation() {
+    let fixture = fixture!();
+    let (reader, writer) = (fixture.cache(), fixture.second_handle());
+    scenarios::no_stale_set(Read::User, &reader, &writer, async |c| delete_user_key(c, 1).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_stale_set_across_two_handles_after_tag_invalidation() {
+    let fixture = fixture!();
+    let (reader, writer) = (fixture.cache(), fixture.second_handle());
+    scenarios::no_stale_set(Read::User, &reader, &writer, async |c| touch_org(c, 7).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_stale_set_across_two_handles_after_version_bump() {
+    let fixture = fixture!();
+    let (reader, writer) = (fixture.cache(), fixture.second_handle());
+    scenarios::no_stale_set(Read::Team, &reader, &writer, async |c| bump_team(c, 3).await).await;
+}
+
+#[tokio::test]
+async fn a_bad_url_is_a_clear_error_at_build_time() {
+    let error = Cache::builder().redis("http://nope").unwrap_err();
+    assert!(error.to_string().contains("invalid Redis URL"), "{error}");
+    let error = Cache::builder().prefix("a {b}").unwrap_err();
+    assert!(error.to_string().contains("invalid key prefix"), "{error}");
+}
+
+/// Commands Redis executed since the last `CONFIG RESETSTAT`, by name.
+async fn command_counts(cache: &Cache) -> std::collections::BTreeMap<String, u64> {
+    let info: String = cache
+        .redis_command(cache_runtime::redis::cmd("INFO").arg("commandstats").clone())
+        .await
+        .expect("redis cache")
+        .expect("INFO answers");
+    info.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("cmdstat_")?;
+            let (name, stats) = rest.split_once(':')?;
+            let calls = stats.split(',').find_map(|kv| kv.strip_prefix("calls="))?.parse().ok()?;
+            Some((name.to_owned(), calls))
+        })
+        .filter(|(name, _)| name != "info" && name != "config|resetstat")
+        .collect()
+}
+
+async fn reset_stats(cache: &Cache) {
+    let _: String = cache
+        .redis_command(cache_runtime::redis::cmd("CONFIG").arg("RESETSTAT").clone())
+        .await
+        .expect("redis cache")
+        .expect("CONFIG RESETSTAT answers");
+}
+
+#[cached(key = "plain:<id>", ttl = 60, cache = cache, skip = [cache])]
+async fn plain(cache: &Cache, id: u64) -> String {
+    format!("value {id}")
+}
+
+#[cached(key = "tagged:<id>", ttl = 60, tags = ["a:<id>", "b", "c"], version = "v:<id>", cache = cache, skip = [cache])]
+async fn tagged(cache: &Cache, id: u64) -> String {
+    format!("value {id}")
+}
+
+#[tokio::test]
+async fn a_hit_is_one_get_or_one_pipeline_of_gets() {
+    let fixture = fixture!();
+    let cache = fixture.cache();
+    plain(&cache, 1).await;
+    tagged(&cache, 1).await;
+    reset_stats(&cache).await;
+    plain(&cache, 1).await;
+    assert_eq!(command_counts(&cache).await, [("get".to_owned(), 1)].into(), "a plain hit is one GET");
+    reset_stats(&cache).await;
+    tagged(&cache, 1).await;
+    assert_eq!(
+        command_counts(&cache).await,
+        [("get".to_owned(), 5)].into(),
+        "a hit with 3 tags and a version is one pipeline of 5 GETs, no script"
+    );
+    let site = cache_runtime::stats().into_iter().find(|s| s.function.ends_with("::tagged")).unwrap();
+    assert!(site.hits >= 1);
+}
+
+#[cached(key = "member:<id>", ttl = 600, tags = ["group"], cache = cache, skip = [cache])]
+async fn member(cache: &Cache, id: u64) -> u64 {
+    id
+}
+
+#[tokio::test]
+async fn tag_invalidation_is_one_command_whatever_the_entry_count() {
+    let fixture = fixture!();
+    let cache = fixture.cache();
+    for id in 0..500 {
+        member(&cache, id).await;
+    }
+    reset_stats(&cache).await;
+    cache.invalidate_tag("group").await.unwrap();
+    let counts = command_counts(&cache).await;
+    assert_eq!(counts.values().sum::<u64>(), 1, "{counts:?}");
+    let dbsize: u64 =
+        cache.redis_command(cache_runtime::redis::cmd("DBSIZE").clone()).await.unwrap().unwrap();
+    assert_eq!(dbsize, 501, "500 entries and one counter: no member sets");
+}
+
+#[tokio::test]
+async fn garbage_and_foreign_entries_are_misses_then_overwritten() {
+    let fixture = fixture!();
+    let cache = fixture.cache();
+    let db = scenarios::Db::default();
+    let key = cache.redis_key("user:1").unwrap();
+    for garbage in
+        [fixture.server.cli(&["SET", &key, "\u{1}garbage"]), fixture.server.cli(&["SET", &key, ""])]
+    {
+        assert_eq!(garbage, "OK");
+        get_user(&cache, &db, 1, 7).await.unwrap();
+        get_user(&cache, &db, 1, 7).await.unwrap();
+    }
+    assert_eq!(db.reads(), 2, "each garbage value is one miss, then the store overwrote it");
+
+    fixture.server.cli(&["DEL", &key]);
+    fixture.server.cli(&["RPUSH", &key, "a", "list"]);
+    get_user(&cache, &db, 1, 7).await.unwrap();
+    get_user(&cache, &db, 1, 7).await.unwrap();
+    assert_eq!(db.reads(), 3, "a key of another type is a miss, then overwritten");
+
+    // The same key written by a function of another value type.
+    let other = cache.redis_key("team:3:members").unwrap();
+    fixture.server.cli(&["RENAME", &key, &other]);
+    let members = scenarios::team_members(&cache, &db, 3).await;
+    assert_eq!(members, [30, 31]);
+    assert_eq!(db.reads(), 4);
+    let site = cache_runtime::stats().into_iter().find(|s| s.function.ends_with("::get_user")).unwrap();
+    assert!(site.errors >= 3, "undecodable entries are counted: {site:?}");
+}
+
+#[cached(key = "big:<n>", ttl = 60, cache = cache, skip = [cache, runs])]
+async fn big(cache: &Cache, runs: &AtomicUsize, n: usize) -> Vec<u8> {
+    runs.fetch_add(1, Ordering::SeqCst);
+    vec![7; n]
+}
+
+#[tokio::test]
+async fn values_over_max_value_bytes_are_not_stored() {
+    let fixture = fixture!();
+    let cache = Cache::builder().redis(&fixture.server.url()).unwrap().max_value_bytes(10_000).build();
+    let runs = AtomicUsize::new(0);
+    big(&cache, &runs, 100).await;
+    big(&cache, &runs, 100).await;
+    big(&cache, &runs, 20_000).await;
+    big(&cache, &runs, 20_000).await;
+    assert_eq!(runs.load(Ordering::SeqCst), 3);
+}
+
+#[cached(key = "work:<id>", ttl = 60, cache = cache, skip = [cache, runs])]
+async fn work(cache: &Cache, runs: &AtomicUsize, id: u64) -> u64 {
+    runs.fetch_add(1, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    id + 1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_redis_during_a_load_fails_no_caller() {
+    let mut fixture = fixture!();
+    let cache = fixture.cache();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let calls: Vec<_> = (0..200)
+        .map(|i| {
+            let (cache, runs) = (cache.clone(), Arc::clone(&runs));
+            tokio::spawn(async move { (i, work(&cache, &runs, i % 20).await) })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    fixture.server.kill();
+    for (i, value) in join_all(calls).await {
+        assert_eq!(value, i % 20 + 1);
+    }
+    // With Redis gone every call still answers, from the body.
+    for i in 0..20 {
+        assert_eq!(work(&cache, &runs, i).await, i + 1);
+    }
+}
+
+#[cached(key = "paced:<id>", ttl = 60, cache = cache, skip = [cache])]
+async fn paced(cache: &Cache, id: u64) -> u64 {
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_redis_costs_one_timeout_then_the_breaker_skips_it() {
+    let fixture = fixture!();
+    let cache = fixture.cache();
+    paced(&cache, 1).await;
+    fixture.server.pause();
+    let mut slowest_after_open = Duration::ZERO;
+    let started = Instant::now();
+    for id in 0..20 {
+        let call = Instant::now();
+        assert_eq!(paced(&cache, id).await, id);
+        let took = call.elapsed();
+        assert!(took < Duration::from_millis(1500), "a call took {took:?}: bounded by the timeout");
+        if cache.is_degraded() {
+            slowest_after_open = slowest_after_open.max(took);
+        }
+    }
+    assert!(cache.is_degraded(), "the breaker opened");
+    assert!(
+        slowest_after_open < Duration::from_millis(150),
+        "with the breaker open a call costs the body's own time, took {slowest_after_open:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    fixture.server.resume();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hits_return_after_redis_restarts() {
+    let mut fixture = fixture!();
+    let cache = fixture.cache();
+    let runs = AtomicUsize::new(0);
+    work(&cache, &runs, 1).await;
+    work(&cache, &runs, 1).await;
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    fixture.server.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let before = runs.load(Ordering::SeqCst);
+        assert_eq!(work(&cache, &runs, 1).await, 2);
+        assert_eq!(work(&cache, &runs, 1).await, 2);
+        if runs.load(Ordering::SeqCst) == before + 1 || runs.load(Ordering::SeqCst) == before {
+            let again = runs.load(Ordering::SeqCst);
+            work(&cache, &runs, 1).await;
+            if runs.load(Ordering::SeqCst) == again {
+                break; // served from Redis again
+            }
+        }
+        assert!(Instant::now() < deadline, "no hit within 10 s of the restart");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_built_before_redis_starts_connects_when_it_appears() {
+    if !require_redis() {
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let cache = cache_on(&format!("redis://127.0.0.1:{port}"));
+    let runs = AtomicUsize::new(0);
+    assert_eq!(work(&cache, &runs, 4).await, 5, "no Redis yet: the body answers");
+    let _server = RedisServer::start_with_args(&["--port", &port.to_string()]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        work(&cache, &runs, 4).await;
+        let before = runs.load(Ordering::SeqCst);
+        work(&cache, &runs, 4).await;
+        if runs.load(Ordering::SeqCst) == before {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never connected");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn randomized_reads_never_return_data_older_than_a_completed_invalidation() {
+    let fixture = fixture!();
+    let handles = [fixture.cache(), fixture.second_handle(), fixture.second_handle()];
+    let checked = scenarios::randomized_reads_never_return_data_older_than_a_completed_invalidation(
+        &handles,
+        Duration::from_secs(3),
+    )
+    .await;
+    println!("checked {checked} reads on three handles");
+    assert!(checked > 1_000, "only {checked} reads checked");
+}
+
+/// The reader runs in another OS process: it loads, the writer here
+/// invalidates, then the reader stores; the next read here must load again.
+async fn no_stale_set_across_processes(which: &str, invalidate: impl AsyncFnOnce(&Cache)) {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+
+    let fixture = fixture!();
+    let writer = fixture.cache();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_race_reader"))
+        .args([fixture.server.url().as_str(), which])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the reader process");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let loaded = tokio::task::spawn_blocking(move || {
+        let first = lines.next();
+        (first, lines)
+    });
+    let (first, mut lines) = loaded.await.unwrap();
+    assert_eq!(first.unwrap().unwrap(), "LOADED");
+    invalidate(&writer).await;
+    writeln!(child.stdin.take().unwrap()).unwrap();
+    assert_eq!(lines.next().unwrap().unwrap(), "DONE");
+    assert!(child.wait().unwrap().success());
+
+    let later = scenarios::Db::default();
+    let read = if which == "team" { Read::Team } else { Read::User };
+    scenarios::read(read, &writer, &later).await;
+    assert_eq!(later.reads(), 1, "the other process's racing store was kept");
+    scenarios::read(read, &writer, &later).await;
+    assert_eq!(later.reads(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_stale_set_across_processes_after_key_invalidation() {
+    no_stale_set_across_processes("user", async |c| delete_user_key(c, 1).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_stale_set_across_processes_after_tag_invalidation() {
+    no_stale_set_across_processes("user", async |c| touch_org(c, 7).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_stale_set_across_processes_after_version_bump() {
+    no_stale_set_across_processes("team", async |c| bump_team(c, 3).await).await;
+}
