@@ -316,6 +316,16 @@ struct RedisRequest<'a> {
     fingerprint: u64,
 }
 
+/// How waiting for another process's load ended.
+enum Waited<V> {
+    /// Its value arrived.
+    Value(V),
+    /// It let go of the lease, which is now ours.
+    Lease(String, Vec<u64>),
+    /// Too long, or Redis failed: load without storing.
+    GaveUp,
+}
+
 /// What reading an entry from Redis found.
 enum Read<V> {
     Hit(V),
@@ -364,13 +374,14 @@ impl RedisRequest<'_> {
         };
         let (token, generations) = match began {
             Some((Lease::Held(token), generations)) => (Some(token), generations),
-            Some((Lease::Busy, _)) => {
-                if let Some(value) = self.wait_for_other_process::<M::Value>().await {
+            Some((Lease::Busy, _)) => match self.wait_for_other_process::<M::Value>(lifetime).await {
+                Waited::Value(value) => {
                     leader.finish(|_| FlightOutcome::Stored);
                     return M::from_cached(value);
                 }
-                (None, Vec::new())
-            }
+                Waited::Lease(token, generations) => (Some(token), generations),
+                Waited::GaveUp => (None, Vec::new()),
+            },
             None => (None, Vec::new()),
         };
 
@@ -494,20 +505,29 @@ impl RedisRequest<'_> {
         }
     }
 
-    /// Another process holds the lease: poll for its value for `lease_wait`.
-    async fn wait_for_other_process<V: CacheValue>(&self) -> Option<V> {
+    /// Another process holds the lease: poll for its value, and take the lease
+    /// as soon as it is released, for at most `lease_wait`.
+    async fn wait_for_other_process<V: CacheValue>(&self, lifetime: Duration) -> Waited<V> {
         let deadline = Instant::now() + self.redis.settings.lease_wait;
-        let mut pause = Duration::from_millis(5);
+        let mut pause = Duration::from_millis(2);
         while Instant::now() < deadline {
             tokio::time::sleep(pause).await;
             match self.read::<V>().await {
-                Read::Hit(value) => return Some(value),
+                Read::Hit(value) => return Waited::Value(value),
+                Read::Unavailable => return Waited::GaveUp,
                 Read::Miss => {}
-                Read::Unavailable => return None,
+            }
+            match self.redis.begin_load(&self.entry_key, &self.counter_keys, lifetime).await {
+                Ok((Lease::Held(token), generations)) => return Waited::Lease(token, generations),
+                Ok((Lease::Busy, _)) => {}
+                Err(error) => {
+                    self.failed(&error);
+                    return Waited::GaveUp;
+                }
             }
             pause = (pause * 2).min(Duration::from_millis(50));
         }
-        None
+        Waited::GaveUp
     }
 
     fn failed(&self, error: &CacheError) {

@@ -16,7 +16,7 @@
 //!   the entry's lifetime), so they are bounded by the tags and versions in use
 //!   within one TTL. A counter created anew starts at the server's clock in
 //!   microseconds, a number no earlier counter of that name held.
-//! - No stale sets: a load takes the entry's lease (`SET NX PX`) before running
+//! - No stale sets: a load takes the entry's lease (set if absent) before running
 //!   the body, a key invalidation deletes entry and lease together, and the
 //!   store is a script that writes only while the lease still holds the
 //!   loader's token. Tag and version invalidations are caught by the counters
@@ -175,6 +175,18 @@ end
 return 1
 ";
 
+const ACQUIRE: &str = r"
+local holder = redis.call('GET', KEYS[1])
+if not holder then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+if holder == ARGV[1] then
+  return 1
+end
+return 0
+";
+
 const RELEASE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   redis.call('DEL', KEYS[1])
@@ -200,6 +212,7 @@ pub(crate) struct RedisStore {
     observe: Script,
     bump: Script,
     store: Script,
+    acquire: Script,
     release: Script,
 }
 
@@ -222,6 +235,7 @@ impl RedisStore {
             observe: Script::new(OBSERVE),
             bump: Script::new(BUMP),
             store: Script::new(STORE),
+            acquire: Script::new(ACQUIRE),
             release: Script::new(RELEASE),
         }
     }
@@ -260,7 +274,8 @@ impl RedisStore {
                 self.breaker.failed();
                 Err(CacheError::Timeout)
             }
-            Ok(Err(error)) if matches!(error.kind(), ErrorKind::Server(_)) => {
+            // Redis answered, with an error (a key of another type, say): it is up.
+            Ok(Err(error)) if error.clone().into_server_errors().is_some() => {
                 self.breaker.succeeded();
                 Err(CacheError::Server(error))
             }
@@ -346,14 +361,16 @@ impl RedisStore {
         let counter_ms = duration_ms(lifetime + self.settings.lease);
         let lease_key = Self::lease_key(entry_key);
         let mut pipe = redis::pipe();
-        pipe.cmd("SET").arg(&lease_key).arg(&token).arg("NX").arg("PX").arg(lease_ms);
+        // A script, not `SET NX`, so that resending the pipeline after Redis lost
+        // its scripts (NOSCRIPT) finds the lease already ours.
+        pipe.cmd("EVALSHA").arg(self.acquire.get_hash()).arg(1).arg(&lease_key).arg(&token).arg(lease_ms);
         for counter in counter_keys {
             pipe.cmd("EVALSHA").arg(self.observe.get_hash()).arg(1).arg(counter).arg(counter_ms);
         }
         let values: Vec<redis::Value> = self.with_scripts(&pipe).await?;
         let mut values = values.into_iter();
         let lease = match values.next() {
-            Some(redis::Value::Okay) => Lease::Held(token),
+            Some(redis::Value::Int(1)) => Lease::Held(token),
             _ => Lease::Busy,
         };
         let generations = values.map(|value| redis::from_redis_value::<u64>(value).unwrap_or(0)).collect();
@@ -418,7 +435,7 @@ impl RedisStore {
                 if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) =>
             {
                 self.call(|mut connection| async move {
-                    for script in [&self.observe, &self.bump, &self.store, &self.release] {
+                    for script in [&self.observe, &self.bump, &self.store, &self.acquire, &self.release] {
                         script.load_async(&mut connection).await?;
                     }
                     pipe.query_async(&mut connection).await

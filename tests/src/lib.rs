@@ -1,3 +1,4 @@
 //! Support for the integration tests: shared scenarios and a Redis harness.
 
+pub mod redis_server;
 pub mod scenarios;
