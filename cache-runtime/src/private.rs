@@ -205,9 +205,6 @@ where
             .await
         }
         Backend::Redis(redis) => {
-            let mut types = Vec::with_capacity(generic_types.len() + 1);
-            types.push(std::any::type_name::<M::Value>());
-            types.extend_from_slice(generic_types);
             let request = RedisRequest {
                 site,
                 cache,
@@ -215,7 +212,7 @@ where
                 key: &key,
                 entry_key: redis.entry_key(key.as_bytes()),
                 counter_keys: dependencies.names().map(|name| redis.counter_key(&name)).collect(),
-                fingerprint: type_fingerprint(&types),
+                fingerprint: site.fingerprint::<M::Value>(generic_types),
             };
             request.serve::<M, R, F>(body).await
         }

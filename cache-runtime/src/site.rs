@@ -18,6 +18,8 @@ pub struct Site {
     counters: Counters,
     registered: Once,
     metrics: OnceLock<SiteMetrics>,
+    /// The value type's fingerprint, computed on first use.
+    fingerprint: OnceLock<(std::any::TypeId, u64)>,
 }
 
 #[derive(Default)]
@@ -105,6 +107,7 @@ impl Site {
             },
             registered: Once::new(),
             metrics: OnceLock::new(),
+            fingerprint: OnceLock::new(),
         }
     }
 
@@ -118,6 +121,26 @@ impl Site {
     #[must_use]
     pub fn ttl(&self) -> Duration {
         self.ttl
+    }
+
+    /// Fingerprint of the value type `V` (and of a generic function's type
+    /// arguments), remembered for the first `V` seen: a `static` is shared by
+    /// every instantiation of a generic function or impl.
+    pub(crate) fn fingerprint<V: 'static>(&self, generic_types: &[&'static str]) -> u64 {
+        let compute = || {
+            let mut names = Vec::with_capacity(generic_types.len() + 1);
+            names.push(std::any::type_name::<V>());
+            names.extend_from_slice(generic_types);
+            crate::codec::type_fingerprint(&names)
+        };
+        if !generic_types.is_empty() {
+            return compute();
+        }
+        let type_id = std::any::TypeId::of::<V>();
+        match self.fingerprint.get_or_init(|| (type_id, compute())) {
+            (seen, fingerprint) if *seen == type_id => *fingerprint,
+            _ => compute(),
+        }
     }
 
     /// The lifetime of a new entry: `ttl` plus a uniform random share of `jitter`.

@@ -293,4 +293,16 @@ mod tests {
         server.kill();
         assert!(!server.answers_ping(Duration::from_millis(300)));
     }
+
+    #[test]
+    fn a_cluster_of_three_masters_serves_every_slot() {
+        if !require_redis() {
+            return;
+        }
+        let cluster = RedisCluster::start();
+        assert_eq!(cluster.urls().len(), 3);
+        let info = cluster.nodes()[0].cli(&["CLUSTER", "INFO"]);
+        assert!(info.contains("cluster_slots_ok:16384"), "{info}");
+        assert!(info.contains("cluster_known_nodes:3"), "{info}");
+    }
 }
