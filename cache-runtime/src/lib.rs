@@ -32,8 +32,51 @@
 //! Mistakes are compile errors: a placeholder that names no parameter, a
 //! parameter that is neither in the key nor in `skip`, a missing `ttl`, a value
 //! type that cannot be cached.
+//!
+//! # Where entries live
+//!
+//! In memory by default ([`Cache::in_memory`]), or in Redis
+//! ([`CacheBuilder::redis`]); install one with [`Cache::install_default`] or
+//! pass one per function with `cache = <expr>`.
+//!
+//! # What holds
+//!
+//! - A key is `{prefix}:{rendered template}`; values are escaped so two
+//!   different argument tuples never share a key.
+//! - Invalidating a tag or bumping a version is O(1): generation counters, not
+//!   member lists. On Redis the counters expire no earlier than the entries that
+//!   depend on them, so they are bounded by the tags in use within one TTL; in
+//!   memory they live in a bounded table ([`CacheBuilder::generation_capacity`]).
+//! - No stale sets: a value loaded before an invalidation and stored after it
+//!   is never served (leases for keys, generations for tags and versions).
+//! - Concurrent misses of one key in a process run the body once; across
+//!   processes a lease lets one load while the others wait up to
+//!   [`CacheBuilder::lease_wait`].
+//!
+//! # When the cache fails
+//!
+//! A `#[cached]` call never fails because of the cache. Every Redis exchange is
+//! bounded by [`CacheBuilder::timeout`]; consecutive failures open a circuit
+//! breaker, after which calls skip Redis without waiting until a probe
+//! succeeds. Meanwhile the function body runs and its value is returned (and
+//! shared with concurrent callers of the same key). Undecodable entries — garbage,
+//! another type, another format — are misses, counted, and overwritten.
+//!
+//! An `#[invalidates]` call returns its body's value whatever Redis does. Its
+//! invalidation is sent once (one round trip); if Redis cannot take it, it is
+//! retried in the background [`CacheBuilder::invalidation_attempts`] times in
+//! all, with backoff from 100 ms (about 1.5 s), then logged with `tracing` at
+//! error level and counted in `cache_invalidation_failures_total`. You can then
+//! rely on this: entries it should have removed are served at most until their
+//! own lifetime (`ttl + jitter`) ends; everything else stays correct. Pending
+//! retries die with the process.
 
 pub mod codec;
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeExamples;
 
 mod cache;
 mod entry_info;
