@@ -395,4 +395,50 @@ mod tests {
         key.shorten();
         assert!(key.as_str().starts_with('é'));
     }
+
+    /// Renders the template `t:<a>:<b>|<c>` the way generated code does.
+    fn render_tuple(a: &str, b: &Option<String>, c: i64) -> Vec<u8> {
+        let mut out = KeyWriter::new();
+        out.write_literal("t:");
+        out.write_part(a);
+        out.write_literal(":");
+        out.write_part(b);
+        out.write_literal("|");
+        out.write_part(&c);
+        out.shorten();
+        out.as_bytes().to_vec()
+    }
+
+    /// Strings drawn mostly from separators, escapes and markers.
+    fn tricky() -> impl proptest::strategy::Strategy<Value = String> {
+        proptest::string::string_regex("([:/|,=&;#%{} ]|%3A|%25|%none|%some|[a-c0-9]|é){0,12}").expect("valid regex")
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(4096))]
+
+        #[test]
+        fn different_tuples_never_share_a_key(
+            a1 in tricky(), b1 in proptest::option::of(tricky()), c1 in -3_i64..3,
+            a2 in tricky(), b2 in proptest::option::of(tricky()), c2 in -3_i64..3,
+        ) {
+            let same_tuple = (&a1, &b1, c1) == (&a2, &b2, c2);
+            let same_key = render_tuple(&a1, &b1, c1) == render_tuple(&a2, &b2, c2);
+            proptest::prop_assert_eq!(same_tuple, same_key);
+        }
+
+        #[test]
+        fn arbitrary_strings_render_injectively(a in ".{0,40}", b in ".{0,40}") {
+            let render = |x: &str, y: &str| {
+                let mut out = KeyWriter::new();
+                out.write_part(x);
+                out.write_literal(":");
+                out.write_part(y);
+                out.as_bytes().to_vec()
+            };
+            proptest::prop_assert_eq!(a == b, render(&a, "x") == render(&b, "x"));
+            proptest::prop_assert_eq!(a == b, render("x", &a) == render("x", &b));
+            proptest::prop_assert!(std::str::from_utf8(&render(&a, &b)).is_ok());
+        }
+    }
 }
