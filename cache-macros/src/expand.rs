@@ -196,7 +196,18 @@ fn generate_cached(function: &ItemFn, signature: &Signature, plan: &CachedPlan) 
     let (site, key_local, dependencies) =
         (local("__CACHE_SITE"), local("__cache_key"), local("__cache_dependencies"));
     let call_span = syn::spanned::Spanned::span(ret);
-    let call = quote_spanned!(call_span=> ::cache_runtime::__private::cached::<#mode, #ret, _, _, #tag_count, #version_count>);
+    // Spanned at the return type, so a value type that cannot be cached is reported there.
+    let call = quote_spanned! {call_span=>
+        ::cache_runtime::__private::cached::<#mode, #ret, _, _, #tag_count, #version_count>(
+            &#site,
+            #handle,
+            #key_local,
+            #dependencies,
+            &[#(::cache_runtime::__private::type_name::<#type_parameters>()),*],
+            #body,
+        )
+        .await
+    };
     quote! {
         #(#attrs)*
         #vis #sig {
@@ -210,15 +221,7 @@ fn generate_cached(function: &ItemFn, signature: &Signature, plan: &CachedPlan) 
                 tags: [#(#tags),*],
                 versions: [#(#versions),*],
             };
-            #call(
-                &#site,
-                #handle,
-                #key_local,
-                #dependencies,
-                &[#(::cache_runtime::__private::type_name::<#type_parameters>()),*],
-                #body,
-            )
-            .await
+            #call
         }
     }
 }

@@ -99,10 +99,10 @@ impl OptionReader<'_> {
 }
 
 fn string(expr: &Expr, what: &str, errors: &mut Errors) -> Option<LitStr> {
-    if let Expr::Lit(lit) = expr {
-        if let Lit::Str(text) = &lit.lit {
-            return Some(text.clone());
-        }
+    if let Expr::Lit(lit) = expr
+        && let Lit::Str(text) = &lit.lit
+    {
+        return Some(text.clone());
     }
     errors.at(expr, format!("expected {what}, a string such as \"user:<id>\""));
     None
@@ -136,18 +136,16 @@ fn idents(expr: &Expr, errors: &mut Errors) -> Vec<Ident> {
 }
 
 fn seconds(expr: &Expr, name: &str, errors: &mut Errors) -> Option<Seconds> {
-    if let Expr::Lit(lit) = expr {
-        if let Lit::Int(int) = &lit.lit {
-            match int.base10_parse::<u64>() {
-                Ok(value) => {
-                    return Some(Seconds { literal: int.clone(), value });
-                }
-                Err(error) => {
-                    errors.push(error);
-                    return None;
-                }
+    if let Expr::Lit(lit) = expr
+        && let Lit::Int(int) = &lit.lit
+    {
+        return match int.base10_parse::<u64>() {
+            Ok(value) => Some(Seconds { literal: int.clone(), value }),
+            Err(error) => {
+                errors.push(error);
+                None
             }
-        }
+        };
     }
     errors.at(expr, format!("expected `{name}` in whole seconds, such as `{name} = 300`"));
     None

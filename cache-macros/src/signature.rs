@@ -90,10 +90,8 @@ pub(crate) fn analyze(
 ) -> Signature {
     let sig = &function.sig;
     if sig.asyncness.is_none() {
-        errors.at(
-            &sig.fn_token,
-            format!("`#[{macro_name}]` works on `async fn` only: add `async` before `fn`"),
-        );
+        errors
+            .at(sig.fn_token, format!("`#[{macro_name}]` works on `async fn` only: add `async` before `fn`"));
     }
     let mut parameters = Vec::new();
     let mut has_receiver = false;
@@ -101,25 +99,24 @@ pub(crate) fn analyze(
         match input {
             FnArg::Receiver(receiver) => {
                 has_receiver = true;
-                if let ReceiverKind::Reference(_, _, Some(mutability)) = &receiver.kind {
-                    if for_cache {
-                        errors.at(
-                            mutability,
-                            "a cached method cannot take `&mut self`: on a hit the body does not run, so its changes to `self` would be skipped; take `&self`",
-                        );
-                    }
+                if let ReceiverKind::Reference(_, _, Some(mutability)) = &receiver.kind
+                    && for_cache
+                {
+                    errors.at(
+                        mutability,
+                        "a cached method cannot take `&mut self`: on a hit the body does not run, so its changes to `self` would be skipped; take `&self`",
+                    );
                 }
             }
             FnArg::Typed(typed) => {
-                if for_cache {
-                    if let Type::Reference(reference) = &*typed.ty {
-                        if let Some(mutability) = &reference.mutability {
-                            errors.at(
-                                mutability,
-                                "a cached function cannot take a `&mut` parameter: on a hit the body does not run, so its changes would be skipped; take `&` or a value",
-                            );
-                        }
-                    }
+                if let Type::Reference(reference) = &*typed.ty
+                    && let Some(mutability) = &reference.mutability
+                    && for_cache
+                {
+                    errors.at(
+                        mutability,
+                        "a cached function cannot take a `&mut` parameter: on a hit the body does not run, so its changes would be skipped; take `&` or a value",
+                    );
                 }
                 match &*typed.pat {
                     Pat::Ident(pat) if pat.by_ref.is_none() && pat.subpat.is_none() => {

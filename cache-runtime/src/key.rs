@@ -411,7 +411,8 @@ mod tests {
 
     /// Strings drawn mostly from separators, escapes and markers.
     fn tricky() -> impl proptest::strategy::Strategy<Value = String> {
-        proptest::string::string_regex("([:/|,=&;#%{} ]|%3A|%25|%none|%some|[a-c0-9]|é){0,12}").expect("valid regex")
+        proptest::string::string_regex("([:/|,=&;#%{} ]|%3A|%25|%none|%some|[a-c0-9]|é){0,12}")
+            .expect("valid regex")
     }
 
     proptest::proptest! {

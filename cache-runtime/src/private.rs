@@ -386,10 +386,10 @@ impl RedisRequest<'_> {
         let output = body.await;
         self.site.record_load(started.elapsed());
         let Some(value) = M::cacheable(&output) else {
-            if let Some(token) = &token {
-                if let Err(error) = self.redis.release(&self.entry_key, token).await {
-                    self.failed(&error);
-                }
+            if let Some(token) = &token
+                && let Err(error) = self.redis.release(&self.entry_key, token).await
+            {
+                self.failed(&error);
             }
             drop(leader);
             return output;

@@ -464,9 +464,7 @@ fn duration_ms(duration: Duration) -> u64 {
 
 /// Milliseconds since the Unix epoch.
 pub(crate) fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| duration_ms(elapsed))
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, duration_ms)
 }
 
 #[cfg(test)]

@@ -77,7 +77,7 @@ pub async fn team_members(cache: &Cache, db: &Db, team: u64) -> Vec<u64> {
 #[cached(key = "maybe:<id>", ttl = 300, cache = cache, skip = [cache, db])]
 async fn find(cache: &Cache, db: &Db, id: u64) -> Option<u64> {
     db.read().await;
-    (id % 2 == 0).then_some(id)
+    id.is_multiple_of(2).then_some(id)
 }
 
 #[invalidates(keys = ["user:<id>"], tags = ["org:<org>"], versions = ["team:<team>"], cache = cache, skip = [cache, fail])]

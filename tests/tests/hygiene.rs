@@ -1,0 +1,66 @@
+//! Generated code names only absolute paths: local items named like the
+//! runtime's, `core` and the crate itself do not disturb it.
+// The shadowing items exist only to be ignored: that they stay unused is the point.
+#![allow(dead_code, unused_macros, unreachable_pub)]
+
+mod shadowing {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    // Items a sloppy expansion might pick up instead of the runtime's.
+    mod core {}
+    mod cache_runtime {}
+    mod serde {}
+    struct KeyWriter;
+    struct Site;
+    struct Cache;
+    struct Dependencies;
+    struct Invalidation;
+    type Result<T> = ::core::result::Result<T, ()>;
+    enum Option {
+        Nothing,
+    }
+    macro_rules! concat {
+        ($($t:tt)*) => {
+            compile_error!("the local concat! was used")
+        };
+    }
+    macro_rules! module_path {
+        () => {
+            compile_error!("the local module_path! was used")
+        };
+    }
+    fn default_cache() {}
+    fn cached() {}
+
+    pub static RUNS: AtomicUsize = AtomicUsize::new(0);
+
+    #[::cache_runtime::cached(key = "hygiene:<id>", ttl = 60, tags = ["hygiene"], version = "hygiene:<id>")]
+    pub async fn read(id: u64) -> ::core::option::Option<u64> {
+        RUNS.fetch_add(1, Ordering::SeqCst);
+        ::core::option::Option::Some(id)
+    }
+
+    #[::cache_runtime::cached(ttl = 60)]
+    pub async fn without_key(id: u64) -> u64 {
+        RUNS.fetch_add(1, Ordering::SeqCst);
+        id
+    }
+
+    #[::cache_runtime::invalidates(keys = ["hygiene:<id>"], tags = ["hygiene"], versions = ["hygiene:<id>"])]
+    pub async fn write(id: u64) -> ::core::result::Result<(), ()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn generated_code_ignores_local_items() {
+    use std::sync::atomic::Ordering;
+    assert_eq!(shadowing::read(1).await, Some(1));
+    assert_eq!(shadowing::read(1).await, Some(1));
+    assert_eq!(shadowing::without_key(2).await, 2);
+    assert_eq!(shadowing::without_key(2).await, 2);
+    assert_eq!(shadowing::RUNS.load(Ordering::SeqCst), 2);
+    shadowing::write(1).await.unwrap();
+    assert_eq!(shadowing::read(1).await, Some(1));
+    assert_eq!(shadowing::RUNS.load(Ordering::SeqCst), 3);
+}
