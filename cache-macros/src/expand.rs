@@ -192,13 +192,17 @@ fn generate_cached(function: &ItemFn, signature: &Signature, plan: &CachedPlan) 
     let mode = mode_path(signature.mode);
     let ret = &signature.return_type;
     let handle = cache_handle(plan.cache.as_ref());
+    let codec = match &plan.codec {
+        Some(path) => quote!(#path),
+        None => quote!(::cache_runtime::Postcard),
+    };
     let body = body(function, signature);
     let (site, key_local, dependencies) =
         (local("__CACHE_SITE"), local("__cache_key"), local("__cache_dependencies"));
     let call_span = syn::spanned::Spanned::span(ret);
     // Spanned at the return type, so a value type that cannot be cached is reported there.
     let call = quote_spanned! {call_span=>
-        ::cache_runtime::__private::cached::<#mode, #ret, _, _, #tag_count, #version_count>(
+        ::cache_runtime::__private::cached::<#mode, #ret, #codec, _, _, #tag_count, #version_count>(
             &#site,
             #handle,
             #key_local,

@@ -54,6 +54,7 @@ pub(crate) struct CachedOptions {
     pub(crate) version: Option<LitStr>,
     pub(crate) skip: Vec<Ident>,
     pub(crate) cache: Option<Expr>,
+    pub(crate) codec: Option<syn::Path>,
 }
 
 /// The options of `#[invalidates(...)]`.
@@ -66,7 +67,7 @@ pub(crate) struct InvalidatesOptions {
     pub(crate) cache: Option<Expr>,
 }
 
-const CACHED_OPTIONS: &[&str] = &["key", "ttl", "jitter", "tags", "version", "skip", "cache"];
+const CACHED_OPTIONS: &[&str] = &["key", "ttl", "jitter", "tags", "version", "skip", "cache", "codec"];
 const INVALIDATES_OPTIONS: &[&str] = &["keys", "tags", "versions", "skip", "cache"];
 
 /// Reads options one by one, catching unknown and duplicate names in one place.
@@ -177,10 +178,21 @@ impl CachedOptions {
                 "version" => options.version = string(value, "a version template", errors),
                 "skip" => options.skip = idents(value, errors),
                 "cache" => options.cache = Some(value.clone()),
+                "codec" => options.codec = codec(value, errors),
                 _ => {}
             }
         }
         options
+    }
+}
+
+fn codec(expr: &Expr, errors: &mut Errors) -> Option<syn::Path> {
+    match expr {
+        Expr::Path(path) if path.qself.is_none() => Some(path.path.clone()),
+        _ => {
+            errors.at(expr, "expected a codec type, such as `cache_runtime::Json`");
+            None
+        }
     }
 }
 

@@ -25,6 +25,7 @@ pub(crate) struct CachedPlan {
     pub(crate) ttl: u64,
     pub(crate) jitter: u64,
     pub(crate) cache: Option<Expr>,
+    pub(crate) codec: Option<syn::Path>,
 }
 
 pub(crate) struct InvalidatesPlan {
@@ -193,7 +194,7 @@ pub(crate) fn cached(
     if !errors.is_empty() {
         return None;
     }
-    Some(CachedPlan { key: key?, tags, versions, ttl, jitter, cache: options.cache })
+    Some(CachedPlan { key: key?, tags, versions, ttl, jitter, cache: options.cache, codec: options.codec })
 }
 
 pub(crate) fn invalidates(

@@ -30,6 +30,11 @@ pub const FORMAT_VERSION: u8 = 1;
 /// let back: (u32, String) = Postcard::decode(&bytes).unwrap();
 /// assert_eq!(back, (7, "seven".to_string()));
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a cache codec",
+    label = "`codec = ...` names a type implementing `cache_runtime::Codec`",
+    note = "use `cache_runtime::Postcard` (the default) or `cache_runtime::Json`, or implement `Codec`"
+)]
 pub trait Codec: Send + Sync + 'static {
     /// A stable id written into every envelope; entries of another codec are misses.
     const ID: u8;

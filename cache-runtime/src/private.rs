@@ -1,6 +1,7 @@
 //! The functions generated code calls: the cache-aside load path and invalidation.
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -10,7 +11,7 @@ use serde::de::DeserializeOwned;
 use std::time::Duration;
 
 use crate::cache::{Backend, Cache, Targets};
-use crate::codec::{Codec, Envelope, FORMAT_VERSION, Postcard, encoded_size, type_fingerprint};
+use crate::codec::{Codec, Envelope, FORMAT_VERSION, encoded_size, type_fingerprint};
 use crate::entry_info::{self, EntryInfo, from_unix_ms, generation_fingerprint};
 use crate::key::KeyWriter;
 use crate::memory::{Lookup, MemoryStore};
@@ -169,7 +170,7 @@ fn lookup<V: CacheValue>(memory: &MemoryStore, key: &KeyWriter, generics: u64) -
 
 /// The cache-aside path of a `#[cached]` function: serve a fresh entry, or run
 /// `body` once for all concurrent callers of the key and store its cacheable value.
-pub async fn cached<M, R, C, F, const TAGS: usize, const VERSIONS: usize>(
+pub async fn cached<M, R, K, C, F, const TAGS: usize, const VERSIONS: usize>(
     site: &'static Site,
     cache: C,
     mut key: KeyWriter,
@@ -180,6 +181,7 @@ pub async fn cached<M, R, C, F, const TAGS: usize, const VERSIONS: usize>(
 where
     M: Mode<R>,
     M::Value: CacheValue,
+    K: Codec,
     C: AsCache,
     F: Future<Output = R>,
 {
@@ -213,6 +215,7 @@ where
                 entry_key: redis.entry_key(key.as_bytes()),
                 counter_keys: dependencies.names().map(|name| redis.counter_key(&name)).collect(),
                 fingerprint: site.fingerprint::<M::Value>(generic_types),
+                codec: PhantomData::<K>,
             };
             request.serve::<M, R, F>(body).await
         }
@@ -302,8 +305,8 @@ where
     output
 }
 
-/// One `#[cached]` call on a Redis cache.
-struct RedisRequest<'a> {
+/// One `#[cached]` call on a Redis cache, whose values use codec `K`.
+struct RedisRequest<'a, K> {
     site: &'static Site,
     cache: &'a Cache,
     redis: &'a RedisStore,
@@ -311,6 +314,7 @@ struct RedisRequest<'a> {
     entry_key: Vec<u8>,
     counter_keys: Vec<String>,
     fingerprint: u64,
+    codec: PhantomData<K>,
 }
 
 /// How waiting for another process's load ended.
@@ -331,7 +335,7 @@ enum Read<V> {
     Unavailable,
 }
 
-impl RedisRequest<'_> {
+impl<K: Codec> RedisRequest<'_, K> {
     async fn serve<M, R, F>(&self, body: F) -> R
     where
         M: Mode<R>,
@@ -414,14 +418,14 @@ impl RedisRequest<'_> {
         let lifetime_ms = u64::try_from(lifetime.as_millis()).unwrap_or(u64::MAX);
         let envelope = Envelope {
             format: FORMAT_VERSION,
-            codec: Postcard::ID,
+            codec: K::ID,
             fingerprint: self.fingerprint,
             filled_at_ms,
             fresh_until_ms: filled_at_ms.saturating_add(lifetime_ms),
             stale_until_ms: filled_at_ms.saturating_add(lifetime_ms),
             generations,
         };
-        let bytes = match envelope.encode::<Postcard, V>(value) {
+        let bytes = match envelope.encode::<K, V>(value) {
             Ok(bytes) => bytes,
             Err(error) => {
                 self.site.record_error();
@@ -479,7 +483,7 @@ impl RedisRequest<'_> {
             }
         };
         let Some(bytes) = bytes else { return Read::Miss };
-        match Envelope::decode::<Postcard, V>(&bytes, self.fingerprint) {
+        match Envelope::decode::<K, V>(&bytes, self.fingerprint) {
             Ok((envelope, value)) => {
                 let current = envelope.generations.len() == counters.len()
                     && envelope.generations.iter().zip(&counters).all(|(seen, now)| Some(*seen) == *now);

@@ -127,7 +127,7 @@ impl RedisServer {
         }
     }
 
-    /// Whether the server answers `PING` within `timeout`.
+    /// Whether the server answers `PING` within `timeout` (with `PONG`, or by asking for a password).
     #[must_use]
     pub fn answers_ping(&self, timeout: Duration) -> bool {
         let Ok(mut stream) = TcpStream::connect_timeout(&self.addr(), timeout) else { return false };
@@ -135,8 +135,9 @@ impl RedisServer {
         if stream.write_all(b"PING\r\n").is_err() {
             return false;
         }
+        // `+PONG`, or `-NOAUTH` from a server started with `--requirepass`: it answers.
         let mut reply = [0_u8; 7];
-        stream.read_exact(&mut reply).is_ok() && &reply == b"+PONG\r\n"
+        stream.read_exact(&mut reply).is_ok() && (&reply == b"+PONG\r\n" || reply.starts_with(b"-NOAUTH"))
     }
 
     /// The server's port.

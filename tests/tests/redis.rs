@@ -395,3 +395,74 @@ async fn no_stale_set_across_processes_after_tag_invalidation() {
 async fn no_stale_set_across_processes_after_version_bump() {
     no_stale_set_across_processes("team", async |c| bump_team(c, 3).await).await;
 }
+
+/// A type postcard cannot round-trip: a field skipped when `None`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Sparse {
+    id: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
+}
+
+#[cached(key = "sparse:postcard:<id>", ttl = 60, cache = cache, skip = [cache, runs])]
+async fn sparse_postcard(cache: &Cache, runs: &AtomicUsize, id: u64) -> Sparse {
+    runs.fetch_add(1, Ordering::SeqCst);
+    Sparse { id, note: None }
+}
+
+#[cached(key = "sparse:json:<id>", ttl = 60, codec = cache_runtime::Json, cache = cache, skip = [cache, runs])]
+async fn sparse_json(cache: &Cache, runs: &AtomicUsize, id: u64) -> Sparse {
+    runs.fetch_add(1, Ordering::SeqCst);
+    Sparse { id, note: None }
+}
+
+#[tokio::test]
+async fn the_json_codec_caches_what_postcard_cannot_round_trip() {
+    let fixture = fixture!();
+    let cache = fixture.cache();
+    let (postcard_runs, json_runs) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    for _ in 0..3 {
+        assert_eq!(sparse_postcard(&cache, &postcard_runs, 1).await, Sparse { id: 1, note: None });
+        assert_eq!(sparse_json(&cache, &json_runs, 1).await, Sparse { id: 1, note: None });
+    }
+    assert_eq!(postcard_runs.load(Ordering::SeqCst), 3, "undecodable entries are misses, never errors");
+    assert_eq!(json_runs.load(Ordering::SeqCst), 1);
+    let stored = fixture.server.cli(&["GET", &cache.redis_key("sparse:json:1").unwrap()]);
+    assert!(stored.ends_with(r#"{"id":1}"#), "{stored}");
+}
+
+#[tokio::test]
+async fn auth_and_database_number_come_from_the_url() {
+    if !require_redis() {
+        return;
+    }
+    let server = RedisServer::start_with_args(&["--requirepass", "s3cret"]);
+    let url = format!("redis://:s3cret@127.0.0.1:{}/3", server.port());
+    let cache = cache_on(&url);
+    let runs = AtomicUsize::new(0);
+    work(&cache, &runs, 1).await;
+    work(&cache, &runs, 1).await;
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "authenticated: the second call is a hit");
+    let in_db3 = server.cli(&[
+        "-a",
+        "s3cret",
+        "--no-auth-warning",
+        "-n",
+        "3",
+        "EXISTS",
+        &cache.redis_key("work:1").unwrap(),
+    ]);
+    assert_eq!(in_db3, "1", "the entry is in database 3");
+
+    let wrong = cache_on(&format!("redis://:wrong@127.0.0.1:{}/3", server.port()));
+    let runs = AtomicUsize::new(0);
+    assert_eq!(work(&wrong, &runs, 1).await, 2, "a wrong password fails no caller");
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn tls_urls_need_the_tls_feature() {
+    // This test crate builds cache-runtime without its `tls` feature.
+    let error = Cache::builder().redis("rediss://127.0.0.1:6380").unwrap_err().to_string();
+    assert!(error.contains("`tls` feature"), "{error}");
+}

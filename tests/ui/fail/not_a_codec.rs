@@ -1,0 +1,8 @@
+struct NotACodec;
+
+#[cache_runtime::cached(key = "user:<id>", ttl = 60, codec = NotACodec)]
+async fn get_user(id: u64) -> u64 {
+    id
+}
+
+fn main() {}
