@@ -81,6 +81,8 @@ struct ReadmeExamples;
 mod cache;
 mod entry_info;
 mod generations;
+#[cfg(feature = "axum")]
+pub mod http;
 mod key;
 mod memory;
 mod private;

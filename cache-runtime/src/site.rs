@@ -29,6 +29,7 @@ struct Counters {
     loads: AtomicU64,
     refused: AtomicU64,
     errors: AtomicU64,
+    load_nanos: AtomicU64,
 }
 
 struct SiteMetrics {
@@ -56,6 +57,8 @@ pub struct SiteStats {
     pub refused_stores: u64,
     /// Cache failures (unreachable, undecodable entries) that fell back to the body.
     pub errors: u64,
+    /// Total time spent in the function body.
+    pub load_time: Duration,
 }
 
 impl SiteStats {
@@ -104,6 +107,7 @@ impl Site {
                 loads: AtomicU64::new(0),
                 refused: AtomicU64::new(0),
                 errors: AtomicU64::new(0),
+                load_nanos: AtomicU64::new(0),
             },
             registered: Once::new(),
             metrics: OnceLock::new(),
@@ -183,6 +187,8 @@ impl Site {
 
     pub(crate) fn record_load(&'static self, took: Duration) {
         self.counters.loads.fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        self.counters.load_nanos.fetch_add(nanos, Ordering::Relaxed);
         let metrics = self.metrics();
         metrics.loads.increment(1);
         metrics.load_seconds.record(took.as_secs_f64());
@@ -212,6 +218,7 @@ impl Site {
             loads: self.counters.loads.load(Ordering::Relaxed),
             refused_stores: self.counters.refused.load(Ordering::Relaxed),
             errors: self.counters.errors.load(Ordering::Relaxed),
+            load_time: Duration::from_nanos(self.counters.load_nanos.load(Ordering::Relaxed)),
         }
     }
 }

@@ -1,0 +1,251 @@
+//! The REST API: users, organisations and teams, cached with `#[cached]` and
+//! invalidated with `#[invalidates]` — no hand-written cache calls.
+//!
+//! | route | cache |
+//! | --- | --- |
+//! | `GET /users/{id}` | key `user:<id>`, tagged `org:<org_id>` |
+//! | `PUT /users/{id}` | removes `user:<id>`, invalidates `org:<org_id>`, bumps `team:<team_id>` |
+//! | `GET /orgs/{id}/users?page=&limit=` | key per page, tagged `org:<org_id>` |
+//! | `GET /teams/{id}/members` | versioned namespace `team:<team_id>` |
+//! | `GET /metrics` | Prometheus text of the cache counters |
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use cache_runtime::http::CachedJson;
+use cache_runtime::{Cache, cached, capture, invalidates};
+use serde::Deserialize;
+
+use crate::db::{Db, Home, Member, User};
+
+/// What handlers share.
+pub struct App {
+    /// The database.
+    pub db: Db,
+    /// The cache every route uses.
+    pub cache: Cache,
+}
+
+/// An error answered as JSON: `{"error": "..."}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiError {
+    /// 400: the request is malformed.
+    BadRequest(String),
+    /// 404: no such resource.
+    NotFound(String),
+    /// 500: the database failed.
+    Internal(String),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, message) = match self {
+            Self::BadRequest(message) => (StatusCode::BAD_REQUEST, message),
+            Self::NotFound(message) => (StatusCode::NOT_FOUND, message),
+            Self::Internal(message) => (StatusCode::INTERNAL_SERVER_ERROR, message),
+        };
+        (status, Json(serde_json::json!({ "error": message }))).into_response()
+    }
+}
+
+impl From<crate::db::DbError> for ApiError {
+    fn from(error: crate::db::DbError) -> Self {
+        Self::Internal(error.to_string())
+    }
+}
+
+/// The organisation and team of a user: what an update must invalidate.
+///
+/// # Errors
+/// [`ApiError::NotFound`] for an unknown user.
+#[cached(key = "user-home:<id>", ttl = 3600, jitter = 300, cache = cache, skip = [cache, db])]
+pub async fn user_home(cache: &Cache, db: &Db, id: u64) -> Result<Home, ApiError> {
+    let user = db.user(id).await?.ok_or_else(|| ApiError::NotFound(format!("no user {id}")))?;
+    Ok(Home { org_id: user.org_id, team_id: user.team_id })
+}
+
+/// One user, tagged by organisation.
+///
+/// # Errors
+/// [`ApiError::NotFound`] for an unknown user.
+#[cached(key = "user:<id>", ttl = 300, jitter = 30, tags = ["org:<org_id>"], cache = cache, skip = [cache, db])]
+pub async fn get_user(cache: &Cache, db: &Db, id: u64, org_id: u64) -> Result<User, ApiError> {
+    db.user(id).await?.ok_or_else(|| ApiError::NotFound(format!("no user {id}")))
+}
+
+/// A page of an organisation's users.
+///
+/// # Errors
+/// When the database fails.
+#[cached(key = "org:<org_id>:users:<page>:<limit>", ttl = 120, jitter = 15, tags = ["org:<org_id>"], cache = cache, skip = [cache, db])]
+pub async fn org_users(
+    cache: &Cache,
+    db: &Db,
+    org_id: u64,
+    page: u32,
+    limit: u32,
+) -> Result<Vec<User>, ApiError> {
+    Ok(db.org_users(org_id, page, limit).await?)
+}
+
+/// A team's members, in the team's versioned namespace.
+///
+/// # Errors
+/// [`ApiError::NotFound`] for a team without members.
+#[cached(key = "team:<team_id>:members", version = "team:<team_id>", ttl = 600, cache = cache, skip = [cache, db])]
+pub async fn team_members(cache: &Cache, db: &Db, team_id: u64) -> Result<Vec<Member>, ApiError> {
+    let members = db.team_members(team_id).await?;
+    if members.is_empty() {
+        return Err(ApiError::NotFound(format!("no team {team_id}")));
+    }
+    Ok(members)
+}
+
+/// What `PUT /users/{id}` takes.
+#[derive(Debug, Clone, Deserialize)]
+pub struct UserInput {
+    /// New display name.
+    pub name: String,
+    /// New e-mail address.
+    pub email: String,
+}
+
+/// Updates a user; on success its entry, its organisation's tag and its team's version go.
+///
+/// # Errors
+/// [`ApiError::NotFound`] for an unknown user.
+#[invalidates(keys = ["user:<id>"], tags = ["org:<org_id>"], versions = ["team:<team_id>"], cache = cache, skip = [cache, db, input])]
+pub async fn update_user(
+    cache: &Cache,
+    db: &Db,
+    id: u64,
+    org_id: u64,
+    team_id: u64,
+    input: UserInput,
+) -> Result<User, ApiError> {
+    db.update_user(id, input.name, input.email)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no user {id}")))
+}
+
+fn parse_id(text: &str, what: &str) -> Result<u64, ApiError> {
+    match text.parse::<u64>() {
+        Ok(id) if id > 0 => Ok(id),
+        _ => Err(ApiError::BadRequest(format!("{what} must be a positive integer, not {text:?}"))),
+    }
+}
+
+async fn show_user(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<CachedJson<User>, ApiError> {
+    let id = parse_id(&id, "user id")?;
+    let home = user_home(&app.cache, &app.db, id).await?;
+    let (user, entry) = capture(get_user(&app.cache, &app.db, id, home.org_id)).await;
+    Ok(CachedJson::new(user?, entry, &headers))
+}
+
+async fn change_user(
+    State(app): State<Arc<App>>,
+    Path(id): Path<String>,
+    input: Result<Json<UserInput>, JsonRejection>,
+) -> Result<Json<User>, ApiError> {
+    let id = parse_id(&id, "user id")?;
+    let Json(input) = input.map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
+    if input.name.trim().is_empty() || !input.email.contains('@') {
+        return Err(ApiError::BadRequest("name must not be empty and email must contain '@'".into()));
+    }
+    let home = user_home(&app.cache, &app.db, id).await?;
+    Ok(Json(update_user(&app.cache, &app.db, id, home.org_id, home.team_id, input).await?))
+}
+
+/// `?page=&limit=` as given, checked by hand for JSON errors.
+#[derive(Debug, Deserialize)]
+struct Paging {
+    page: Option<String>,
+    limit: Option<String>,
+}
+
+async fn list_org_users(
+    State(app): State<Arc<App>>,
+    Path(org): Path<String>,
+    paging: Result<Query<Paging>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<CachedJson<Vec<User>>, ApiError> {
+    let org = parse_id(&org, "organisation id")?;
+    let Query(paging) = paging.map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
+    let page =
+        match paging.page.as_deref() {
+            None => 1,
+            Some(text) => text.parse::<u32>().ok().filter(|p| *p >= 1).ok_or_else(|| {
+                ApiError::BadRequest(format!("page must be an integer from 1, not {text:?}"))
+            })?,
+        };
+    let limit = match paging.limit.as_deref() {
+        None => 20,
+        Some(text) => text.parse::<u32>().ok().filter(|l| (1..=100).contains(l)).ok_or_else(|| {
+            ApiError::BadRequest(format!("limit must be an integer from 1 to 100, not {text:?}"))
+        })?,
+    };
+    let (users, entry) = capture(org_users(&app.cache, &app.db, org, page, limit)).await;
+    Ok(CachedJson::new(users?, entry, &headers))
+}
+
+async fn list_team_members(
+    State(app): State<Arc<App>>,
+    Path(team): Path<String>,
+    headers: HeaderMap,
+) -> Result<CachedJson<Vec<Member>>, ApiError> {
+    let team = parse_id(&team, "team id")?;
+    let (members, entry) = capture(team_members(&app.cache, &app.db, team)).await;
+    Ok(CachedJson::new(members?, entry, &headers))
+}
+
+/// A Prometheus metric: name, type, help and how to read it from a function's counters.
+type Metric = (&'static str, &'static str, &'static str, fn(&cache_runtime::SiteStats) -> f64);
+
+/// The cache counters of every cached function, in Prometheus text format.
+#[must_use]
+pub fn prometheus_text() -> String {
+    let stats = cache_runtime::stats();
+    let mut out = String::new();
+    let metrics: [Metric; 7] = [
+        ("cache_hits_total", "counter", "Calls answered from the cache.", |s| s.hits as f64),
+        ("cache_misses_total", "counter", "Calls that found no usable entry.", |s| s.misses as f64),
+        ("cache_hit_ratio", "gauge", "Hits over hits plus misses.", cache_runtime::SiteStats::hit_ratio),
+        ("cache_loads_total", "counter", "Times the function body ran.", |s| s.loads as f64),
+        ("cache_errors_total", "counter", "Cache failures that fell back to the body.", |s| s.errors as f64),
+        ("cache_load_seconds_sum", "counter", "Time spent in function bodies.", |s| {
+            s.load_time.as_secs_f64()
+        }),
+        ("cache_load_seconds_count", "counter", "Function body runs timed.", |s| s.loads as f64),
+    ];
+    for (name, kind, help, value) in metrics {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for site in &stats {
+            let _ = writeln!(out, "{name}{{function=\"{}\"}} {}", site.function, value(site));
+        }
+    }
+    out
+}
+
+async fn metrics() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], prometheus_text())
+}
+
+/// The routes.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/users/{id}", get(show_user).put(change_user))
+        .route("/orgs/{id}/users", get(list_org_users))
+        .route("/teams/{id}/members", get(list_team_members))
+        .route("/metrics", get(metrics))
+        .with_state(app)
+}
