@@ -10,7 +10,7 @@
 //!     static __CACHE_SITE: P::Site = P::Site::new(concat!(module_path!(), "::get_user"), 300, 0);
 //!     let key = { let mut w = P::KeyWriter::new(); w.write_literal("user:"); w.write_part(&id); w };
 //!     let dependencies = P::Dependencies { tags: [/* "org:" + org */], versions: [] };
-//!     P::cached::<P::ResultMode, Result<User, E>, _, _, 1, 0>(
+//!     P::cached::<P::ResultMode, Result<User, E>, P::Postcard, _, _, 1, 0>(
 //!         &__CACHE_SITE, P::default_cache(), key, dependencies, &[],
 //!         async move { let ret: Result<User, E> = { BODY }; ret },
 //!     ).await
@@ -19,6 +19,8 @@
 //! `#[invalidates]` renders its keys, tags and versions the same way, then calls
 //! `P::invalidating`, which runs the body and invalidates when it succeeded.
 //! Locals use mixed-site hygiene, so parameters named like them are untouched.
+//! The full expansions of two typical uses are committed in `snapshots/` and
+//! checked by the tests below (`UPDATE_SNAPSHOTS=1` rewrites them).
 
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
@@ -136,7 +138,7 @@ fn render_default(function: &Ident, parameters: &[Ident]) -> TokenStream {
     });
     quote!({
         let mut #writer = ::cache_runtime::__private::KeyWriter::new();
-        #writer.write_literal(::core::concat!(::cache_runtime::__private::module_path!(), "::", #name));
+        #writer.write_literal(::cache_runtime::__private::concat!(::cache_runtime::__private::module_path!(), "::", #name));
         #(#parts)*
         #writer
     })
@@ -194,7 +196,7 @@ fn generate_cached(function: &ItemFn, signature: &Signature, plan: &CachedPlan) 
     let handle = cache_handle(plan.cache.as_ref());
     let codec = match &plan.codec {
         Some(path) => quote!(#path),
-        None => quote!(::cache_runtime::Postcard),
+        None => quote!(::cache_runtime::__private::Postcard),
     };
     let body = body(function, signature);
     let (site, key_local, dependencies) =
@@ -216,7 +218,7 @@ fn generate_cached(function: &ItemFn, signature: &Signature, plan: &CachedPlan) 
         #(#attrs)*
         #vis #sig {
             static #site: ::cache_runtime::__private::Site = ::cache_runtime::__private::Site::new(
-                ::core::concat!(::cache_runtime::__private::module_path!(), "::", #name),
+                ::cache_runtime::__private::concat!(::cache_runtime::__private::module_path!(), "::", #name),
                 #ttl,
                 #jitter,
             );
@@ -255,5 +257,61 @@ fn generate_invalidates(function: &ItemFn, signature: &Signature, plan: &Invalid
             )
             .await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use quote::quote;
+
+    /// Formats generated tokens as Rust source.
+    fn pretty(tokens: &proc_macro2::TokenStream) -> String {
+        let file: syn2::File = syn2::parse2(tokens.clone()).expect("generated code parses");
+        prettyplease::unparse(&file)
+    }
+
+    /// Compares with the committed snapshot; `UPDATE_SNAPSHOTS=1` rewrites it.
+    fn check_snapshot(name: &str, expanded: &str) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("snapshots").join(name);
+        if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+            std::fs::write(&path, expanded).expect("write snapshot");
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert_eq!(
+            committed, expanded,
+            "expansion changed: review it, then UPDATE_SNAPSHOTS=1 cargo test -p cache-macros"
+        );
+    }
+
+    #[test]
+    fn cached_expansion_matches_the_snapshot() {
+        let expanded = super::cached(
+            quote!(key = "user:<id>", ttl = 300, jitter = 45, tags = ["org:<org_id>"], skip = [db]),
+            quote! {
+                /// Reads a user.
+                pub async fn get_user(db: &Db, id: u64, org_id: u64) -> Result<User, DbError> {
+                    db.user(id).await
+                }
+            },
+        );
+        check_snapshot("cached_get_user.rs", &pretty(&expanded));
+    }
+
+    #[test]
+    fn invalidates_expansion_matches_the_snapshot() {
+        let expanded = super::invalidates(
+            quote!(
+                keys = ["user:<id>"],
+                tags = ["org:<org_id>"],
+                versions = ["team:<team_id>"],
+                skip = [db, input]
+            ),
+            quote! {
+                pub async fn update_user(db: &Db, id: u64, org_id: u64, team_id: u64, input: UpdateUser) -> Result<User, DbError> {
+                    db.update(id, input).await
+                }
+            },
+        );
+        check_snapshot("invalidates_update_user.rs", &pretty(&expanded));
     }
 }

@@ -102,6 +102,7 @@ pub use site::{SiteStats, stats};
 /// What generated code calls. Not a public API: it changes without notice.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::codec::Postcard;
     pub use crate::key::{KeyPart, KeyWriter};
     pub use crate::private::{
         AsCache, CacheValue, Dependencies, Invalidation, Mode, OptionMode, PlainMode, ResultMode, cache_of,
@@ -109,5 +110,5 @@ pub mod __private {
     };
     pub use crate::site::Site;
     pub use core::any::type_name;
-    pub use core::module_path;
+    pub use core::{concat, module_path};
 }

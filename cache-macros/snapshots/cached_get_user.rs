@@ -1,0 +1,52 @@
+/// Reads a user.
+pub async fn get_user(db: &Db, id: u64, org_id: u64) -> Result<User, DbError> {
+    static __CACHE_SITE: ::cache_runtime::__private::Site = ::cache_runtime::__private::Site::new(
+        ::cache_runtime::__private::concat!(
+            ::cache_runtime::__private::module_path!(), "::", "get_user"
+        ),
+        300u64,
+        45u64,
+    );
+    let __cache_key = {
+        let mut __cache_writer = ::cache_runtime::__private::KeyWriter::new();
+        __cache_writer.write_literal("user:");
+        __cache_writer.write_part(&id);
+        __cache_writer
+    };
+    let __cache_dependencies = ::cache_runtime::__private::Dependencies {
+        tags: [
+            {
+                let mut __cache_writer = ::cache_runtime::__private::KeyWriter::new();
+                __cache_writer.write_literal("org:");
+                __cache_writer.write_part(&org_id);
+                __cache_writer
+            },
+        ],
+        versions: [],
+    };
+    ::cache_runtime::__private::cached::<
+        ::cache_runtime::__private::ResultMode,
+        Result<User, DbError>,
+        ::cache_runtime::__private::Postcard,
+        _,
+        _,
+        1usize,
+        0usize,
+    >(
+            &__CACHE_SITE,
+            ::cache_runtime::__private::default_cache(),
+            __cache_key,
+            __cache_dependencies,
+            &[],
+            async move {
+                #[allow(
+                    clippy::let_and_return,
+                    clippy::needless_return,
+                    unreachable_code
+                )]
+                let __cache_ret: Result<User, DbError> = { db.user(id).await };
+                __cache_ret
+            },
+        )
+        .await
+}

@@ -1,0 +1,56 @@
+pub async fn update_user(
+    db: &Db,
+    id: u64,
+    org_id: u64,
+    team_id: u64,
+    input: UpdateUser,
+) -> Result<User, DbError> {
+    let __cache_invalidation = ::cache_runtime::__private::Invalidation {
+        keys: [
+            {
+                let mut __cache_writer = ::cache_runtime::__private::KeyWriter::new();
+                __cache_writer.write_literal("user:");
+                __cache_writer.write_part(&id);
+                __cache_writer
+            },
+        ],
+        tags: [
+            {
+                let mut __cache_writer = ::cache_runtime::__private::KeyWriter::new();
+                __cache_writer.write_literal("org:");
+                __cache_writer.write_part(&org_id);
+                __cache_writer
+            },
+        ],
+        versions: [
+            {
+                let mut __cache_writer = ::cache_runtime::__private::KeyWriter::new();
+                __cache_writer.write_literal("team:");
+                __cache_writer.write_part(&team_id);
+                __cache_writer
+            },
+        ],
+    };
+    ::cache_runtime::__private::invalidating::<
+        ::cache_runtime::__private::ResultMode,
+        _,
+        _,
+        _,
+        1usize,
+        1usize,
+        1usize,
+    >(
+            ::cache_runtime::__private::default_cache(),
+            __cache_invalidation,
+            async move {
+                #[allow(
+                    clippy::let_and_return,
+                    clippy::needless_return,
+                    unreachable_code
+                )]
+                let __cache_ret: Result<User, DbError> = { db.update(id, input).await };
+                __cache_ret
+            },
+        )
+        .await
+}
