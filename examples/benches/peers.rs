@@ -5,36 +5,15 @@
 //! rounds of 2 s, 64 tasks on 2 worker threads; ratios compare within the run.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cache_runtime::redis::{self, AsyncCommands};
-use serde::{Deserialize, Serialize};
+use cache_tests::bench::{Profile, profile};
 
 const TASKS: u64 = 64;
-const ROUNDS: usize = 3;
+const ROUNDS: u64 = 3;
 const ROUND: Duration = Duration::from_secs(2);
 const HOT_KEYS: u64 = 1_000;
-
-/// A typical row (about 150 bytes).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct Profile {
-    id: u64,
-    org_id: u64,
-    name: String,
-    email: String,
-    bio: String,
-}
-
-fn profile(id: u64) -> Profile {
-    Profile {
-        id,
-        org_id: id % 100,
-        name: format!("User Number {id:08}"),
-        email: format!("user.number.{id:08}@example.com"),
-        bio: "Likes caches, benchmarks and well-kept crates; writes Rust daily.".to_owned(),
-    }
-}
 
 #[cache_runtime::cached(key = "mem:<id>", ttl = 3600)]
 async fn ours_memory(id: u64) -> Profile {
@@ -77,36 +56,12 @@ async fn hand_written(connection: &mut redis::aio::ConnectionManager, id: u64) -
     value
 }
 
-/// Median operations per second of `op(i)` over rounds, `TASKS` tasks at once.
 async fn throughput<F, Fut>(op: F) -> f64
 where
     F: Fn(u64) -> Fut + Send + Sync + Clone + 'static,
     Fut: Future<Output = ()> + Send,
 {
-    let mut rounds = Vec::new();
-    for round in 0..ROUNDS as u64 {
-        let done = Arc::new(AtomicU64::new(0));
-        let deadline = Instant::now() + ROUND;
-        let tasks: Vec<_> = (0..TASKS)
-            .map(|task| {
-                let (op, done) = (op.clone(), Arc::clone(&done));
-                tokio::spawn(async move {
-                    let mut i = (round * TASKS + task) << 32;
-                    while Instant::now() < deadline {
-                        op(i).await;
-                        i += 1;
-                        done.fetch_add(1, Ordering::Relaxed);
-                    }
-                })
-            })
-            .collect();
-        for task in tasks {
-            task.await.expect("task");
-        }
-        rounds.push(done.load(Ordering::Relaxed) as f64 / ROUND.as_secs_f64());
-    }
-    rounds.sort_by(f64::total_cmp);
-    rounds[rounds.len() / 2]
+    cache_tests::bench::throughput(TASKS, ROUNDS, ROUND, op).await
 }
 
 fn row(label: &str, ops: f64, baseline: f64) {

@@ -4,42 +4,16 @@
 //! Run: `cargo bench -p cache-tests --bench redis`. Each figure is the median of
 //! three rounds; ratios compare figures of the same run.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use cache_runtime::redis::{self, AsyncCommands};
 use cache_runtime::{Cache, cached};
+use cache_tests::bench::{Profile, median, profile};
 use cache_tests::redis_server::RedisServer;
-use serde::{Deserialize, Serialize};
 
-const TASKS: usize = 64;
+const TASKS: u64 = 64;
 const ROUND: Duration = Duration::from_secs(2);
-const ROUNDS: usize = 3;
-
-/// A typical row (about 150 bytes encoded).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct Profile {
-    id: u64,
-    org_id: u64,
-    name: String,
-    email: String,
-    bio: String,
-    created_ms: u64,
-    score: u32,
-}
-
-fn profile(id: u64) -> Profile {
-    Profile {
-        id,
-        org_id: id % 100,
-        name: format!("User Number {id:08}"),
-        email: format!("user.number.{id:08}@example.com"),
-        bio: "Likes caches, benchmarks and well-kept crates; writes Rust daily.".to_owned(),
-        created_ms: 1_700_000_000_000 + id,
-        score: 42,
-    }
-}
+const ROUNDS: u64 = 3;
 
 #[cached(key = "profile:<id>", ttl = 3600, cache = cache, skip = [cache])]
 async fn plain(cache: &Cache, id: u64) -> Profile {
@@ -62,40 +36,12 @@ async fn member(cache: &Cache, group: u64, id: u64) -> u64 {
     id
 }
 
-/// Operations per second of `op` run by `TASKS` tasks for one round; median of rounds.
 async fn throughput<F, Fut>(op: F) -> f64
 where
     F: Fn(u64) -> Fut + Send + Sync + Clone + 'static,
     Fut: Future<Output = ()> + Send,
 {
-    let mut rounds = Vec::new();
-    for _ in 0..ROUNDS {
-        let done = Arc::new(AtomicU64::new(0));
-        let deadline = Instant::now() + ROUND;
-        let tasks: Vec<_> = (0..TASKS as u64)
-            .map(|task| {
-                let (op, done) = (op.clone(), Arc::clone(&done));
-                tokio::spawn(async move {
-                    let mut i = task * 1_000_000;
-                    while Instant::now() < deadline {
-                        op(i).await;
-                        i += 1;
-                        done.fetch_add(1, Ordering::Relaxed);
-                    }
-                })
-            })
-            .collect();
-        for task in tasks {
-            task.await.expect("bench task");
-        }
-        rounds.push(done.load(Ordering::Relaxed) as f64 / ROUND.as_secs_f64());
-    }
-    median(rounds)
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
+    cache_tests::bench::throughput(TASKS, ROUNDS, ROUND, op).await
 }
 
 /// Median time of `op` over `n` sequential runs.

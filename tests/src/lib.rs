@@ -1,4 +1,5 @@
 //! Support for the integration tests: shared scenarios and a Redis harness.
 
+pub mod bench;
 pub mod redis_server;
 pub mod scenarios;

@@ -1,38 +1,14 @@
 //! In-memory hit path: `#[cached]` against the `cached` crate's `#[cached]`,
 //! hand-written `quick_cache` and `moka` lookups of the same value, in one run.
 //!
-//! Run: `cargo bench -p cache-runtime --bench memory_hit`. Prints the median of
+//! Run: `cargo bench -p cache-tests --bench memory_hit`. Prints the median of
 //! each and its ratio to the `cached` crate at the end.
 
 use std::hint::black_box;
 use std::time::Duration;
 
+use cache_tests::bench::{Profile, profile};
 use criterion::Criterion;
-use serde::{Deserialize, Serialize};
-
-/// A typical row: 148 bytes of data (ids, three short strings, a timestamp).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct Profile {
-    id: u64,
-    org_id: u64,
-    name: String,
-    email: String,
-    bio: String,
-    created_ms: u64,
-    score: u32,
-}
-
-fn profile(id: u64) -> Profile {
-    Profile {
-        id,
-        org_id: id % 100,
-        name: format!("User Number {id:08}"),
-        email: format!("user.number.{id:08}@example.com"),
-        bio: "Likes caches, benchmarks and well-kept crates; writes Rust daily.".to_owned(),
-        created_ms: 1_700_000_000_000 + id,
-        score: 42,
-    }
-}
 
 #[cache_runtime::cached(key = "profile:<id>", ttl = 300)]
 async fn ours(id: u64) -> Profile {
