@@ -412,7 +412,7 @@ fn chart(outcomes: &[Outcome], settings: &Settings) -> String {
             top + plot_h + 18.0
         );
     }
-    for share in [0.0, 0.5, 0.9, 0.99, 1.0] {
+    for share in [0.0, 0.5, 0.9, 0.99] {
         let _ = writeln!(
             svg,
             r##"<line x1="{left}" y1="{0:.1}" x2="{1:.1}" y2="{0:.1}" stroke="#eee"/><text x="{2:.1}" y="{3:.1}" text-anchor="end">p{4}</text>"##,
