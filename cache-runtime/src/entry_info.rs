@@ -26,6 +26,21 @@ pub struct EntryInfo {
 
 impl EntryInfo {
     /// Time since the value was filled (zero if the clock went backwards).
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    ///
+    /// let now = SystemTime::now();
+    /// let entry = cache_runtime::EntryInfo {
+    ///     key: "user:1".into(),
+    ///     filled_at: now - Duration::from_secs(30),
+    ///     fresh_until: now + Duration::from_secs(270),
+    ///     generation: 0,
+    ///     hit: true,
+    /// };
+    /// assert!(entry.age() >= Duration::from_secs(30));
+    /// assert!(entry.remaining() <= Duration::from_secs(270));
+    /// ```
     #[must_use]
     pub fn age(&self) -> Duration {
         SystemTime::now().duration_since(self.filled_at).unwrap_or_default()

@@ -140,6 +140,14 @@ impl KeyWriter {
 
     /// Appends `,`, which values always escape: use it between the fields of a
     /// composite [`KeyPart`] so their rendering stays injective.
+    ///
+    /// ```
+    /// let mut key = cache_runtime::KeyWriter::new();
+    /// key.write_str("a,b");
+    /// key.write_separator();
+    /// key.write_u64(7);
+    /// assert_eq!(key.as_str(), "a%2Cb,7");
+    /// ```
     pub fn write_separator(&mut self) {
         self.buf.push(b',');
     }
@@ -175,6 +183,17 @@ impl KeyWriter {
 
     /// Shortens an over-long key to a readable prefix plus a SHA-256 digest of the
     /// whole key; keys of at most [`MAX_KEY_LEN`] bytes are left unchanged.
+    ///
+    /// ```
+    /// use cache_runtime::{KeyWriter, MAX_KEY_LEN};
+    ///
+    /// let mut key = KeyWriter::new();
+    /// key.write_literal("search:");
+    /// key.write_str(&"rust ".repeat(100));
+    /// key.shorten();
+    /// assert!(key.len() <= MAX_KEY_LEN);
+    /// assert!(key.as_str().starts_with("search:rust%20rust"));
+    /// ```
     pub fn shorten(&mut self) {
         if self.buf.len() <= MAX_KEY_LEN {
             return;

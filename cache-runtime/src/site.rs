@@ -63,6 +63,11 @@ pub struct SiteStats {
 
 impl SiteStats {
     /// Hits over hits plus misses, or 0 before any call.
+    ///
+    /// ```
+    /// let stats = cache_runtime::SiteStats { hits: 3, misses: 1, ..Default::default() };
+    /// assert_eq!(stats.hit_ratio(), 0.75);
+    /// ```
     #[must_use]
     pub fn hit_ratio(&self) -> f64 {
         let calls = self.hits + self.misses;
