@@ -79,6 +79,7 @@ pub mod codec;
 struct ReadmeExamples;
 
 mod cache;
+mod cache_aside;
 mod entry_info;
 mod generations;
 #[cfg(feature = "axum")]
