@@ -92,7 +92,79 @@ mod single_flight;
 mod site;
 
 pub use cache::{AlreadyInstalled, Cache, CacheBuilder, ConfigError, DEFAULT_MAX_BYTES};
-pub use cache_macros::{cached, invalidates};
+/// Caches an async function's result: a cache-aside wrapper generated at compile time.
+///
+/// | option | meaning |
+/// | --- | --- |
+/// | `key = "user:<id>"` | the key template; `<name>` is a parameter, `<name.field>` a field of one. Default: the function's path and every parameter not skipped |
+/// | `ttl = 300` | seconds an entry is served (required) |
+/// | `jitter = 45` | up to this many seconds added at random to each entry's lifetime |
+/// | `tags = ["org:<org_id>"]` | groups invalidated together by `#[invalidates(tags = ...)]` |
+/// | `version = "team:<team_id>"` | a versioned namespace: bumping it drops every entry in it at once |
+/// | `skip = [db]` | parameters that are not part of the result's identity |
+/// | `cache = expr` | the [`Cache`] to use (a `Cache`, `&Cache` or `Arc<Cache>`); default: [`Cache::default_cache`] |
+/// | `codec = cache_runtime::Json` | how values are encoded outside the process; default [`Postcard`] |
+///
+/// `Result<T, E>` caches `Ok` only, `Option<T>` caches `Some` only, any other
+/// type is cached as is. The cached value must be `Serialize + DeserializeOwned
+/// + Clone + Send + Sync + 'static`; key parts must implement [`KeyPart`].
+/// Every parameter must appear in the key, a tag or the version, or be skipped.
+///
+/// ```
+/// use cache_runtime::{Cache, cached};
+///
+/// #[derive(Clone, serde::Serialize, serde::Deserialize)]
+/// struct Page { items: Vec<u64> }
+///
+/// #[cached(key = "org:<org>:page:<page>", ttl = 60, jitter = 10, tags = ["org:<org>"], cache = cache, skip = [cache])]
+/// async fn page(cache: &Cache, org: u64, page: u32) -> Option<Page> {
+///     Some(Page { items: vec![org, u64::from(page)] })
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let cache = Cache::in_memory();
+/// assert!(page(&cache, 7, 1).await.is_some()); // loads
+/// assert!(page(&cache, 7, 1).await.is_some()); // served from the cache
+/// # });
+/// ```
+#[doc(inline)]
+pub use cache_macros::cached;
+
+/// Invalidates cache entries after an async function succeeds.
+///
+/// | option | meaning |
+/// | --- | --- |
+/// | `keys = ["user:<id>"]` | keys to delete (templates as in [`cached`]) |
+/// | `tags = ["org:<org_id>"]` | tags to invalidate, O(1) each |
+/// | `versions = ["team:<team_id>"]` | versioned namespaces to bump |
+/// | `skip = [db, input]` | parameters that name nothing to invalidate |
+/// | `cache = expr` | the [`Cache`]; default: [`Cache::default_cache`] |
+///
+/// The body runs first. When it returns `Ok` (or any value of a function that
+/// does not return `Result`), all of the keys, tags and versions are
+/// invalidated in one round trip; a failed write invalidates nothing. The
+/// function's value is returned unchanged either way.
+///
+/// ```
+/// use cache_runtime::{Cache, cached, invalidates};
+///
+/// #[cached(key = "user:<id>", ttl = 300, cache = cache, skip = [cache])]
+/// async fn name(cache: &Cache, id: u64) -> String { format!("user {id}") }
+///
+/// #[invalidates(keys = ["user:<id>"], cache = cache, skip = [cache, new_name])]
+/// async fn rename(cache: &Cache, id: u64, new_name: String) -> Result<(), String> {
+///     if new_name.is_empty() { Err("empty name".into()) } else { Ok(()) }
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let cache = Cache::in_memory();
+/// name(&cache, 1).await;
+/// assert!(rename(&cache, 1, String::new()).await.is_err()); // nothing invalidated
+/// rename(&cache, 1, "Ada".into()).await.unwrap();            // user:1 removed
+/// # });
+/// ```
+#[doc(inline)]
+pub use cache_macros::invalidates;
 pub use codec::{Codec, DecodeError, EncodeError, Envelope, Json, Postcard};
 pub use entry_info::{EntryInfo, capture};
 pub use key::{KeyPart, KeyWriter, MAX_KEY_LEN};
