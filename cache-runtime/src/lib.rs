@@ -106,9 +106,10 @@ pub use cache::{AlreadyInstalled, Cache, CacheBuilder, ConfigError, DEFAULT_MAX_
 /// | `codec = cache_runtime::Json` | how values are encoded outside the process; default [`Postcard`] |
 ///
 /// `Result<T, E>` caches `Ok` only, `Option<T>` caches `Some` only, any other
-/// type is cached as is. The cached value must be `Serialize + DeserializeOwned
-/// + Clone + Send + Sync + 'static`; key parts must implement [`KeyPart`].
-/// Every parameter must appear in the key, a tag or the version, or be skipped.
+/// type is cached as is. The cached value must be
+/// `Serialize + DeserializeOwned + Clone + Send + Sync + 'static`; key parts
+/// must implement [`KeyPart`]. Every parameter must appear in the key, a tag
+/// or the version, or be skipped.
 ///
 /// ```
 /// use cache_runtime::{Cache, cached};
