@@ -1,14 +1,17 @@
 //! The [`Cache`] handle, its builder and the process-wide default.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use crate::call::{TAG, VERSION, dependency_name};
+use crate::invalidation;
 use crate::key::KeyWriter;
-use crate::memory::MemoryStore;
-use crate::private::{TAG, VERSION, dependency_name};
-use crate::redis_store::{CacheError, RedisSettings, RedisStore};
 use crate::single_flight::SingleFlight;
+use crate::store::memory::MemoryStore;
+use crate::store::redis::{RedisSettings, RedisStore};
+use crate::store::{AnyStore, CacheError, LayerStatus, Store, Targets};
 
 /// Default bound of the in-memory cache: 256 MiB of keys, values and bookkeeping.
 pub const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
@@ -24,7 +27,7 @@ pub const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
 ///
 /// let cache = Cache::builder().max_bytes(64 * 1024 * 1024).build();
 /// let same = cache.clone();
-/// assert_eq!(same.len(), cache.len());
+/// assert_eq!(same.status(), cache.status());
 /// ```
 #[derive(Clone)]
 pub struct Cache {
@@ -32,13 +35,43 @@ pub struct Cache {
 }
 
 pub(crate) struct Inner {
-    pub(crate) backend: Backend,
+    pub(crate) store: AnyStore,
     pub(crate) flights: SingleFlight,
+    pub(crate) pending_invalidations: AtomicU64,
+    pub(crate) invalidation_attempts: u32,
+    lease_wait: Duration,
 }
 
-pub(crate) enum Backend {
-    Memory(MemoryStore),
-    Redis(Arc<RedisStore>),
+/// What [`Cache::status`] reports: each layer's size and health.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CacheStatus {
+    /// The layers, nearest first.
+    pub layers: Vec<LayerStatus>,
+    /// Invalidations the store has not taken yet, being retried in the background.
+    pub pending_invalidations: u64,
+}
+
+impl CacheStatus {
+    /// Whether a layer's circuit breaker is not closed: calls skip it.
+    #[must_use]
+    pub fn degraded(&self) -> bool {
+        self.layers
+            .iter()
+            .any(|layer| layer.breaker.is_some_and(|state| state != crate::BreakerState::Closed))
+    }
+
+    /// Entries held in process memory, over all layers.
+    #[must_use]
+    pub fn entries(&self) -> usize {
+        self.layers.iter().filter_map(|layer| layer.entries).sum()
+    }
+
+    /// Weight of the entries held in process memory, in bytes.
+    #[must_use]
+    pub fn weight_bytes(&self) -> u64 {
+        self.layers.iter().filter_map(|layer| layer.weight_bytes).sum()
+    }
 }
 
 /// A cache could not be configured as asked.
@@ -80,6 +113,7 @@ pub struct CacheBuilder {
     generation_capacity: usize,
     redis: Option<redis::Client>,
     settings: RedisSettings,
+    invalidation_attempts: u32,
 }
 
 impl Default for CacheBuilder {
@@ -90,6 +124,7 @@ impl Default for CacheBuilder {
             generation_capacity: 1_000_000,
             redis: None,
             settings: RedisSettings::default(),
+            invalidation_attempts: 10,
         }
     }
 }
@@ -149,7 +184,8 @@ impl CacheBuilder {
         Ok(self)
     }
 
-    /// Longest wait for one Redis exchange before the body runs instead (default 250 ms).
+    /// Longest wait for a connection to Redis, and for each answer, before the
+    /// body runs instead (default 250 ms).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.settings.timeout = timeout;
         self
@@ -183,23 +219,33 @@ impl CacheBuilder {
         self
     }
 
-    /// Attempts of an invalidation that cannot reach Redis (default 5, over about 1.5 s, with backoff from 100 ms).
+    /// Attempts of an invalidation Redis does not take (default 10: the first,
+    /// then retries 100 ms, 200 ms, ... and at most 5 s apart, about 21 s in all).
     pub fn invalidation_attempts(mut self, attempts: u32) -> Self {
-        self.settings.invalidation_attempts = attempts.max(1);
+        self.invalidation_attempts = attempts.max(1);
         self
     }
 
     /// The cache.
     pub fn build(self) -> Cache {
-        let backend = match self.redis {
-            Some(client) => Backend::Redis(Arc::new(RedisStore::new(client, self.settings))),
-            None => Backend::Memory(MemoryStore::new(
+        let lease_wait = self.settings.lease_wait;
+        let store = match self.redis {
+            Some(client) => AnyStore::Redis(RedisStore::new(client, self.settings)),
+            None => AnyStore::Memory(MemoryStore::new(
                 self.max_bytes,
                 self.estimated_entries,
                 self.generation_capacity,
             )),
         };
-        Cache { inner: Arc::new(Inner { backend, flights: SingleFlight::new() }) }
+        Cache {
+            inner: Arc::new(Inner {
+                store,
+                flights: SingleFlight::new(),
+                pending_invalidations: AtomicU64::new(0),
+                invalidation_attempts: self.invalidation_attempts,
+                lease_wait,
+            }),
+        }
     }
 }
 
@@ -217,12 +263,6 @@ impl fmt::Display for AlreadyInstalled {
 }
 
 impl std::error::Error for AlreadyInstalled {}
-
-/// Rendered keys and dependency names of one invalidation.
-pub(crate) struct Targets<'a> {
-    pub(crate) keys: &'a [KeyWriter],
-    pub(crate) dependencies: Vec<String>,
-}
 
 impl Cache {
     /// A builder with the defaults: in memory, [`DEFAULT_MAX_BYTES`].
@@ -256,7 +296,7 @@ impl Cache {
     ///
     /// ```
     /// let cache = cache_runtime::Cache::default_cache();
-    /// assert!(!cache.is_redis());
+    /// assert_eq!(cache.status().layers[0].kind, cache_runtime::LayerKind::Memory);
     /// ```
     #[must_use]
     pub fn default_cache() -> &'static Cache {
@@ -264,12 +304,6 @@ impl Cache {
             Some(cache) => cache,
             None => FALLBACK.get_or_init(Cache::in_memory),
         }
-    }
-
-    /// Whether entries live in Redis.
-    #[must_use]
-    pub fn is_redis(&self) -> bool {
-        matches!(self.inner.backend, Backend::Redis(_))
     }
 
     /// Removes the entry of a rendered key (`"user:42"`), and refuses the store
@@ -287,7 +321,7 @@ impl Cache {
         let mut writer = KeyWriter::new();
         writer.write_literal(key);
         writer.shorten();
-        self.invalidate(Targets { keys: std::slice::from_ref(&writer), dependencies: Vec::new() }).await
+        invalidation::invalidate(self, Targets { keys: vec![writer], dependencies: Vec::new() }).await
     }
 
     /// Invalidates every entry tagged `tag` (`"org:7"`), in O(1).
@@ -301,7 +335,11 @@ impl Cache {
     /// # });
     /// ```
     pub async fn invalidate_tag(&self, tag: &str) -> Result<(), CacheError> {
-        self.invalidate(Targets { keys: &[], dependencies: vec![dependency_name(TAG, tag)] }).await
+        invalidation::invalidate(
+            self,
+            Targets { keys: Vec::new(), dependencies: vec![dependency_name(TAG, tag)] },
+        )
+        .await
     }
 
     /// Moves the versioned namespace `version` (`"team:3"`) to a new version: every
@@ -316,40 +354,11 @@ impl Cache {
     /// # });
     /// ```
     pub async fn bump_version(&self, version: &str) -> Result<(), CacheError> {
-        self.invalidate(Targets { keys: &[], dependencies: vec![dependency_name(VERSION, version)] }).await
-    }
-
-    /// Applies an invalidation: one round trip on Redis.
-    pub(crate) async fn invalidate(&self, targets: Targets<'_>) -> Result<(), CacheError> {
-        match &self.inner.backend {
-            Backend::Memory(memory) => {
-                for key in targets.keys {
-                    self.inner.flights.doom(key.as_bytes(), || {
-                        memory.remove(key.as_bytes());
-                    });
-                }
-                for name in &targets.dependencies {
-                    memory.generations.bump(name);
-                }
-                Ok(())
-            }
-            Backend::Redis(redis) => {
-                for key in targets.keys {
-                    self.inner.flights.doom(key.as_bytes(), || {});
-                }
-                let entry_keys: Vec<Vec<u8>> =
-                    targets.keys.iter().map(|key| redis.entry_key(key.as_bytes())).collect();
-                let counters: Vec<String> =
-                    targets.dependencies.iter().map(|name| redis.counter_key(name)).collect();
-                match redis.invalidate(&entry_keys, &counters).await {
-                    Ok(()) => Ok(()),
-                    Err(error) => {
-                        retry_in_background(Arc::clone(redis), entry_keys, counters);
-                        Err(error)
-                    }
-                }
-            }
-        }
+        invalidation::invalidate(
+            self,
+            Targets { keys: Vec::new(), dependencies: vec![dependency_name(VERSION, version)] },
+        )
+        .await
     }
 
     /// Runs a raw Redis command on this cache's connection, under its timeout
@@ -365,102 +374,44 @@ impl Cache {
         &self,
         command: redis::Cmd,
     ) -> Option<Result<T, CacheError>> {
-        match &self.inner.backend {
-            Backend::Memory(_) => None,
-            Backend::Redis(redis) => Some(redis.raw(command).await),
-        }
+        Some(self.inner.store.redis()?.raw(command).await)
     }
 
     /// The full Redis key of a rendered cache key (`"user:42"` gives
     /// `"{prefix}:{user:42}"`); `None` for an in-memory cache.
     #[must_use]
     pub fn redis_key(&self, key: &str) -> Option<String> {
-        match &self.inner.backend {
-            Backend::Memory(_) => None,
-            Backend::Redis(redis) => {
-                let mut writer = KeyWriter::new();
-                writer.write_literal(key);
-                writer.shorten();
-                Some(String::from_utf8_lossy(&redis.entry_key(writer.as_bytes())).into_owned())
-            }
-        }
+        let redis = self.inner.store.redis()?;
+        let mut writer = KeyWriter::new();
+        writer.write_literal(key);
+        writer.shorten();
+        Some(String::from_utf8_lossy(&redis.entry_key(writer.as_bytes())).into_owned())
     }
 
-    /// Whether calls currently skip Redis because its circuit breaker is open.
+    /// Each layer's size and health, and the invalidations still being retried.
+    ///
+    /// ```
+    /// let cache = cache_runtime::Cache::in_memory();
+    /// let status = cache.status();
+    /// assert_eq!(status.entries(), 0);
+    /// assert!(!status.degraded());
+    /// ```
     #[must_use]
-    pub fn is_degraded(&self) -> bool {
-        match &self.inner.backend {
-            Backend::Memory(_) => false,
-            Backend::Redis(redis) => redis.breaker_open(),
+    pub fn status(&self) -> CacheStatus {
+        CacheStatus {
+            layers: vec![self.inner.store.status()],
+            pending_invalidations: self.inner.pending_invalidations.load(Ordering::Relaxed),
         }
     }
 
-    /// Number of entries held in process memory (0 for Redis), expired ones
-    /// included until evicted or replaced.
-    #[must_use]
-    pub fn len(&self) -> usize {
-        match &self.inner.backend {
-            Backend::Memory(memory) => memory.len(),
-            Backend::Redis(_) => 0,
-        }
+    /// How long a call waits for another process's load of the same entry.
+    pub(crate) fn lease_wait(&self) -> Duration {
+        self.inner.lease_wait
     }
-
-    /// Whether the process holds no entry.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Total weight of the in-memory entries, in bytes (0 for Redis).
-    #[must_use]
-    pub fn weight_bytes(&self) -> u64 {
-        match &self.inner.backend {
-            Backend::Memory(memory) => memory.weight(),
-            Backend::Redis(_) => 0,
-        }
-    }
-}
-
-/// Retries an invalidation Redis did not take, with exponential backoff; after
-/// the last attempt it is logged and counted (`cache_invalidation_failures_total`).
-fn retry_in_background(redis: Arc<RedisStore>, entry_keys: Vec<Vec<u8>>, counters: Vec<String>) {
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        tracing::error!(
-            keys = entry_keys.len(),
-            counters = counters.len(),
-            "invalidation lost: Redis unreachable"
-        );
-        metrics::counter!("cache_invalidation_failures_total").increment(1);
-        return;
-    };
-    runtime.spawn(async move {
-        let mut delay = Duration::from_millis(100);
-        for attempt in 2..=redis.settings.invalidation_attempts {
-            tokio::time::sleep(delay).await;
-            match redis.invalidate(&entry_keys, &counters).await {
-                Ok(()) => {
-                    tracing::info!(attempt, "invalidation applied after a retry");
-                    return;
-                }
-                Err(error) => tracing::warn!(attempt, %error, "invalidation attempt failed"),
-            }
-            delay *= 2;
-        }
-        tracing::error!(
-            keys = entry_keys.len(),
-            counters = counters.len(),
-            "invalidation lost: Redis unreachable after every attempt; entries stay until their TTL"
-        );
-        metrics::counter!("cache_invalidation_failures_total").increment(1);
-    });
 }
 
 impl fmt::Debug for Cache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let backend = if self.is_redis() { "redis" } else { "memory" };
-        f.debug_struct("Cache")
-            .field("backend", &backend)
-            .field("entries", &self.len())
-            .finish_non_exhaustive()
+        f.debug_struct("Cache").field("status", &self.status()).finish_non_exhaustive()
     }
 }

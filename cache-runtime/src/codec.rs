@@ -12,8 +12,11 @@ use std::fmt;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::entry_info::{EntryMeta, generation_fingerprint};
+use crate::value::{SharedValue, ValueOps};
+
 /// Version of the envelope layout; entries of other versions are misses.
-pub const FORMAT_VERSION: u8 = 1;
+pub const FORMAT_VERSION: u8 = 2;
 
 /// Turns values into bytes and back.
 ///
@@ -117,6 +120,12 @@ pub(crate) fn encoded_size<T: Serialize + ?Sized>(value: &T) -> Option<usize> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EncodeError(String);
 
+impl EncodeError {
+    pub(crate) fn new(reason: impl Into<String>) -> Self {
+        Self(reason.into())
+    }
+}
+
 impl fmt::Display for EncodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "cannot encode the value: {}", self.0)
@@ -158,8 +167,11 @@ pub struct Envelope {
     pub fresh_until_ms: u64,
     /// Until when the value may be served stale while it is refreshed.
     pub stale_until_ms: u64,
-    /// Generations of the entry's tags and versions, in declaration order.
-    pub generations: Vec<u64>,
+    /// How long the load took, in microseconds.
+    pub load_micros: u64,
+    /// The tag and version counters the entry was stored under, with the
+    /// generation each had when the load began.
+    pub dependencies: Vec<(String, u64)>,
 }
 
 impl Envelope {
@@ -172,16 +184,60 @@ impl Envelope {
     /// use cache_runtime::{Envelope, Postcard, codec::FORMAT_VERSION};
     ///
     /// let header = Envelope { format: FORMAT_VERSION, codec: 1, fingerprint: 9,
-    ///     filled_at_ms: 1, fresh_until_ms: 2, stale_until_ms: 2, generations: vec![3] };
+    ///     filled_at_ms: 1, fresh_until_ms: 2, stale_until_ms: 2, load_micros: 5,
+    ///     dependencies: vec![("t:org:7".into(), 3)] };
     /// let bytes = header.encode::<Postcard, _>(&"hello").unwrap();
     /// let (back, value): (_, String) = Envelope::decode::<Postcard, _>(&bytes, 9).unwrap();
     /// assert_eq!((back, value.as_str()), (header, "hello"));
     /// ```
     pub fn encode<C: Codec, T: Serialize + ?Sized>(&self, value: &T) -> Result<Vec<u8>, EncodeError> {
-        let mut out = Vec::with_capacity(64);
-        out = postcard::to_extend(self, out).map_err(|e| EncodeError(e.to_string()))?;
+        let mut out = self.header_bytes()?;
         C::encode(value, &mut out)?;
         Ok(out)
+    }
+
+    fn header_bytes(&self) -> Result<Vec<u8>, EncodeError> {
+        postcard::to_extend(self, Vec::with_capacity(64)).map_err(|e| EncodeError(e.to_string()))
+    }
+
+    /// Writes the header and then a type-erased value with its own operations.
+    pub(crate) fn encode_erased(&self, ops: &ValueOps, value: &SharedValue) -> Result<Vec<u8>, EncodeError> {
+        let mut out = self.header_bytes()?;
+        (ops.encode)(&**value, &mut out)?;
+        Ok(out)
+    }
+
+    /// Reads a whole entry into a type-erased value, checking codec and type.
+    pub(crate) fn decode_erased(
+        bytes: &[u8],
+        ops: &ValueOps,
+        fingerprint: u64,
+    ) -> Result<(Self, SharedValue), DecodeError> {
+        let (header, payload) = Self::decode_header(bytes)?;
+        header.check(ops.codec, fingerprint)?;
+        let value = (ops.decode)(payload)?;
+        Ok((header, value))
+    }
+
+    fn check(&self, codec: u8, fingerprint: u64) -> Result<(), DecodeError> {
+        if self.codec != codec {
+            return Err(DecodeError::new(format!("codec {}, expected {codec}", self.codec)));
+        }
+        if self.fingerprint != fingerprint {
+            return Err(DecodeError::new("entry holds another value type"));
+        }
+        Ok(())
+    }
+
+    /// The entry's times and generations.
+    pub(crate) fn meta(&self) -> EntryMeta {
+        EntryMeta {
+            filled_at_ms: self.filled_at_ms,
+            fresh_until_ms: self.fresh_until_ms,
+            stale_until_ms: self.stale_until_ms,
+            load_micros: self.load_micros,
+            generations: generation_fingerprint(self.dependencies.iter().map(|(_, generation)| *generation)),
+        }
     }
 
     /// Reads the header only, checking format version.
@@ -205,12 +261,7 @@ impl Envelope {
         fingerprint: u64,
     ) -> Result<(Self, T), DecodeError> {
         let (header, payload) = Self::decode_header(bytes)?;
-        if header.codec != C::ID {
-            return Err(DecodeError::new(format!("codec {}, expected {}", header.codec, C::ID)));
-        }
-        if header.fingerprint != fingerprint {
-            return Err(DecodeError::new("entry holds another value type"));
-        }
+        header.check(C::ID, fingerprint)?;
         let value = C::decode(payload)?;
         Ok((header, value))
     }
@@ -256,7 +307,8 @@ mod tests {
             filled_at_ms: 10,
             fresh_until_ms: 20,
             stale_until_ms: 30,
-            generations: vec![1, 2, 3],
+            load_micros: 40,
+            dependencies: vec![("t:a".into(), 1), ("t:b".into(), 2), ("v:c".into(), 3)],
         }
     }
 

@@ -89,9 +89,59 @@ pub(crate) fn record(info: impl FnOnce() -> EntryInfo) {
     let _ = CAPTURED.try_with(|captured| *captured.borrow_mut() = Some(info()));
 }
 
-/// Milliseconds since the Unix epoch as a time.
+/// When an entry was filled and how long it stays fresh: the part of an
+/// entry every store keeps, and the one place an [`EntryInfo`] is built from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct EntryMeta {
+    pub(crate) filled_at_ms: u64,
+    pub(crate) fresh_until_ms: u64,
+    pub(crate) stale_until_ms: u64,
+    pub(crate) load_micros: u64,
+    /// [`generation_fingerprint`] of the generations it was stored under.
+    pub(crate) generations: u64,
+}
+
+impl EntryMeta {
+    /// The times of an entry filled now, living `lifetime`, whose load took `load_time`.
+    pub(crate) fn filled_now(lifetime: Duration, load_time: Duration, generations: &[u64]) -> Self {
+        let filled_at_ms = unix_ms();
+        let fresh_until_ms = filled_at_ms.saturating_add(duration_ms(lifetime));
+        Self {
+            filled_at_ms,
+            fresh_until_ms,
+            stale_until_ms: fresh_until_ms,
+            load_micros: u64::try_from(load_time.as_micros()).unwrap_or(u64::MAX),
+            generations: generation_fingerprint(generations.iter().copied()),
+        }
+    }
+
+    /// What [`capture`] reports for this entry under `key`.
+    pub(crate) fn info(&self, key: &crate::KeyWriter, hit: bool) -> EntryInfo {
+        EntryInfo {
+            key: key.as_str().to_owned(),
+            filled_at: from_unix_ms(self.filled_at_ms),
+            fresh_until: from_unix_ms(self.fresh_until_ms),
+            generation: self.generations,
+            hit,
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch as a time (saturating far in the future).
 pub(crate) fn from_unix_ms(ms: u64) -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
+    SystemTime::UNIX_EPOCH
+        .checked_add(Duration::from_millis(ms))
+        .unwrap_or(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::from(u32::MAX) * 64))
+}
+
+/// Whole milliseconds of a duration, saturating.
+pub(crate) fn duration_ms(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn unix_ms() -> u64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, duration_ms)
 }
 
 /// A fingerprint of generations (FNV-1a).

@@ -79,19 +79,21 @@ pub mod codec;
 struct ReadmeExamples;
 
 mod cache;
-mod cache_aside;
+mod call;
+mod engine;
 mod entry_info;
-mod generations;
 #[cfg(feature = "axum")]
 pub mod http;
+mod invalidation;
 mod key;
-mod memory;
-mod private;
-mod redis_store;
+mod mode;
+mod observe;
 mod single_flight;
 mod site;
+mod store;
+mod value;
 
-pub use cache::{AlreadyInstalled, Cache, CacheBuilder, ConfigError, DEFAULT_MAX_BYTES};
+pub use cache::{AlreadyInstalled, Cache, CacheBuilder, CacheStatus, ConfigError, DEFAULT_MAX_BYTES};
 /// Caches an async function's result: a cache-aside wrapper generated at compile time.
 ///
 /// | option | meaning |
@@ -170,18 +172,18 @@ pub use codec::{Codec, DecodeError, EncodeError, Envelope, Json, Postcard};
 pub use entry_info::{EntryInfo, capture};
 pub use key::{KeyPart, KeyWriter, MAX_KEY_LEN};
 pub use redis;
-pub use redis_store::CacheError;
 pub use site::{SiteStats, stats};
+pub use store::{BreakerState, CacheError, LayerKind, LayerStatus};
 
 /// What generated code calls. Not a public API: it changes without notice.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::call::{
+        AsCache, Dependencies, Invalidation, cache_of, cached, default_cache, invalidating,
+    };
     pub use crate::codec::Postcard;
     pub use crate::key::{KeyPart, KeyWriter};
-    pub use crate::private::{
-        AsCache, CacheValue, Dependencies, Invalidation, Mode, OptionMode, PlainMode, ResultMode, cache_of,
-        cached, default_cache, invalidating,
-    };
+    pub use crate::mode::{CacheValue, Mode, OptionMode, PlainMode, ResultMode};
     pub use crate::site::Site;
     pub use core::any::type_name;
     pub use core::{concat, module_path};

@@ -1,38 +1,46 @@
 //! In-process single flight: concurrent misses of one key run the body once.
 //!
-//! The first caller to miss a key becomes its *leader* and loads; the others
-//! wait for the leader's [`FlightOutcome`]. A leader that panics or is cancelled
-//! drops its [`LeaderGuard`], which tells the waiters to retry, so one of them
-//! takes over. The registry is sharded by key hash; a shard's lock also makes a
-//! leader's store atomic with invalidation of the same key (see [`LeaderGuard::finish`]).
+//! The first caller to miss a key leads its *flight* and loads; the others wait
+//! for the leader's [`Outcome`]. A leader that panics or is cancelled drops its
+//! [`FlightGuard`], which tells the waiters to retry, so one of them takes over;
+//! a leader whose load failed tells them so, and they all stop waiting at once.
+//!
+//! An invalidation *dooms* the flights it concerns (by key, or by a tag or
+//! version the flight's entry depends on): a caller that arrives afterwards
+//! starts a new flight instead of joining the doomed one, so it never gets a
+//! value loaded before the invalidation; the doomed leader's waiters are told
+//! to retry.
 
-use std::any::Any;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::watch;
 
-const SHARDS: usize = 16;
+use crate::value::SharedValue;
 
-/// A loaded value, shared with waiting callers.
-pub(crate) type SharedValue = Arc<dyn Any + Send + Sync>;
+const SHARDS: usize = 16;
 
 /// What a finished flight tells its waiters.
 #[derive(Clone)]
-pub(crate) enum FlightOutcome {
-    /// The value is in the cache: read it from there.
+pub(crate) enum Outcome {
+    /// The value is in the store: read it from there.
     Stored,
-    /// The value is current but could not be stored (too large, cache down): take it.
+    /// The value is current but could not be stored (too large, store down): take it.
     Unstored(SharedValue),
-    /// No usable value (the load failed, was cancelled or was invalidated): try again.
+    /// The load failed (`Err`, `None`): do not wait for another leader.
+    Failed,
+    /// No usable value (cancelled, panicked, invalidated): try again.
     Retry,
 }
 
 struct Flight {
-    /// Set under the shard lock when the key is invalidated during the load.
+    id: u64,
+    /// Set when the key, or a tag or version of its entry, is invalidated during the load.
     doomed: bool,
-    outcome: watch::Sender<Option<FlightOutcome>>,
+    dependencies: Box<[String]>,
+    outcome: watch::Sender<Option<Outcome>>,
 }
 
 type Shard = Mutex<HashMap<Box<[u8]>, Flight>>;
@@ -41,12 +49,13 @@ type Shard = Mutex<HashMap<Box<[u8]>, Flight>>;
 pub(crate) struct SingleFlight {
     shards: Box<[Shard]>,
     hasher: foldhash::fast::FixedState,
+    next_id: AtomicU64,
 }
 
 /// Whether the caller leads the load of a key or waits for another's.
 pub(crate) enum Role<'a> {
-    Leader(LeaderGuard<'a>),
-    Waiter(watch::Receiver<Option<FlightOutcome>>),
+    Leader(FlightGuard<'a>),
+    Waiter(watch::Receiver<Option<Outcome>>),
 }
 
 impl SingleFlight {
@@ -54,80 +63,106 @@ impl SingleFlight {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             hasher: foldhash::fast::FixedState::default(),
+            next_id: AtomicU64::new(1),
         }
     }
 
     fn shard(&self, key: &[u8]) -> MutexGuard<'_, HashMap<Box<[u8]>, Flight>> {
         let index = (self.hasher.hash_one(key) as usize) % SHARDS;
-        // A panic while holding the lock cannot leave the map inconsistent.
-        self.shards[index].lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.shards[index])
     }
 
-    /// Joins the flight of `key`, leading it when there is none.
-    pub(crate) fn join(&self, key: &[u8]) -> Role<'_> {
+    /// Joins the flight of `key`, leading a new one when there is none or the
+    /// current one is doomed. `dependencies` are the entry's counter names.
+    pub(crate) fn join(&self, key: &[u8], dependencies: &[String]) -> Role<'_> {
         let mut flights = self.shard(key);
-        if let Some(flight) = flights.get(key) {
+        if let Some(flight) = flights.get(key)
+            && !flight.doomed
+        {
             return Role::Waiter(flight.outcome.subscribe());
         }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (outcome, _) = watch::channel(None);
-        flights.insert(key.into(), Flight { doomed: false, outcome });
-        Role::Leader(LeaderGuard { registry: self, key: key.into(), finished: false })
+        // A doomed flight replaced here drops its sender: its waiters retry.
+        flights.insert(key.into(), Flight { id, doomed: false, dependencies: dependencies.into(), outcome });
+        Role::Leader(FlightGuard { registry: self, key: key.into(), id, finished: false })
     }
 
-    /// Marks a load in progress of `key` as stale, then runs `invalidate`, both
-    /// under the key's shard lock, so the leader's store cannot slip between.
-    pub(crate) fn doom(&self, key: &[u8], invalidate: impl FnOnce()) {
-        let mut flights = self.shard(key);
-        if let Some(flight) = flights.get_mut(key) {
-            flight.doomed = true;
+    /// Dooms the flights of `keys`, and those whose entry depends on one of
+    /// `dependencies`.
+    pub(crate) fn doom(&self, keys: &[&[u8]], dependencies: &[String]) {
+        for key in keys {
+            if let Some(flight) = self.shard(key).get_mut(*key) {
+                flight.doomed = true;
+            }
         }
-        invalidate();
+        if dependencies.is_empty() {
+            return;
+        }
+        for shard in &self.shards {
+            for flight in lock(shard).values_mut() {
+                if flight.dependencies.iter().any(|name| dependencies.contains(name)) {
+                    flight.doomed = true;
+                }
+            }
+        }
     }
 
-    /// Number of loads in progress (for tests and metrics).
+    /// Number of loads in progress.
     #[cfg(test)]
     pub(crate) fn in_flight(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).len()).sum()
+        self.shards.iter().map(|shard| lock(shard).len()).sum()
     }
+}
+
+fn lock(shard: &Shard) -> MutexGuard<'_, HashMap<Box<[u8]>, Flight>> {
+    // A panic while holding the lock cannot leave the map inconsistent.
+    shard.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Held by the caller that loads a key; dropping it unfinished releases the waiters.
-pub(crate) struct LeaderGuard<'a> {
+pub(crate) struct FlightGuard<'a> {
     registry: &'a SingleFlight,
     key: Box<[u8]>,
+    id: u64,
     finished: bool,
 }
 
-impl LeaderGuard<'_> {
-    /// Ends the flight. Under the key's shard lock, `store` is told whether the
-    /// key was invalidated during the load and returns the outcome for waiters.
-    pub(crate) fn finish(mut self, store: impl FnOnce(bool) -> FlightOutcome) {
+impl FlightGuard<'_> {
+    /// Ends the flight with `outcome`, or with [`Outcome::Retry`] if it was
+    /// doomed meanwhile and the outcome would hand out its value.
+    pub(crate) fn finish(mut self, outcome: Outcome) {
         self.finished = true;
+        self.end(outcome);
+    }
+
+    fn end(&self, outcome: Outcome) {
         let mut flights = self.registry.shard(&self.key);
-        if let Some(flight) = flights.remove(&self.key) {
-            let outcome = store(flight.doomed);
+        if flights.get(&self.key).is_some_and(|flight| flight.id == self.id)
+            && let Some(flight) = flights.remove(&self.key)
+        {
+            let outcome = match outcome {
+                Outcome::Stored | Outcome::Unstored(_) if flight.doomed => Outcome::Retry,
+                other => other,
+            };
             flight.outcome.send_replace(Some(outcome));
         }
     }
 }
 
-impl Drop for LeaderGuard<'_> {
+impl Drop for FlightGuard<'_> {
     fn drop(&mut self) {
-        if self.finished {
-            return;
-        }
-        let flight = self.registry.shard(&self.key).remove(&self.key);
-        if let Some(flight) = flight {
-            flight.outcome.send_replace(Some(FlightOutcome::Retry));
+        if !self.finished {
+            self.end(Outcome::Retry);
         }
     }
 }
 
-/// Waits for the leader's outcome; a vanished leader means [`FlightOutcome::Retry`].
-pub(crate) async fn wait(mut waiter: watch::Receiver<Option<FlightOutcome>>) -> FlightOutcome {
+/// Waits for the leader's outcome; a vanished leader means [`Outcome::Retry`].
+pub(crate) async fn wait(mut waiter: watch::Receiver<Option<Outcome>>) -> Outcome {
     match waiter.wait_for(Option::is_some).await {
-        Ok(outcome) => outcome.clone().unwrap_or(FlightOutcome::Retry),
-        Err(_) => FlightOutcome::Retry,
+        Ok(outcome) => outcome.clone().unwrap_or(Outcome::Retry),
+        Err(_) => Outcome::Retry,
     }
 }
 
@@ -138,36 +173,47 @@ mod tests {
     #[tokio::test]
     async fn second_caller_waits_for_the_first() {
         let flights = SingleFlight::new();
-        let Role::Leader(leader) = flights.join(b"k") else { panic!("first caller must lead") };
-        let Role::Waiter(waiter) = flights.join(b"k") else { panic!("second caller must wait") };
-        leader.finish(|doomed| {
-            assert!(!doomed);
-            FlightOutcome::Stored
-        });
-        assert!(matches!(wait(waiter).await, FlightOutcome::Stored));
+        let Role::Leader(leader) = flights.join(b"k", &[]) else { panic!("first caller must lead") };
+        let Role::Waiter(waiter) = flights.join(b"k", &[]) else { panic!("second caller must wait") };
+        leader.finish(Outcome::Stored);
+        assert!(matches!(wait(waiter).await, Outcome::Stored));
         assert_eq!(flights.in_flight(), 0);
     }
 
     #[tokio::test]
     async fn dropped_leader_releases_waiters() {
         let flights = SingleFlight::new();
-        let leader = flights.join(b"k");
-        let Role::Waiter(waiter) = flights.join(b"k") else { panic!("must wait") };
+        let leader = flights.join(b"k", &[]);
+        let Role::Waiter(waiter) = flights.join(b"k", &[]) else { panic!("must wait") };
         drop(leader);
-        assert!(matches!(wait(waiter).await, FlightOutcome::Retry));
-        assert!(matches!(flights.join(b"k"), Role::Leader(_)));
+        assert!(matches!(wait(waiter).await, Outcome::Retry));
+        assert!(matches!(flights.join(b"k", &[]), Role::Leader(_)));
     }
 
     #[tokio::test]
-    async fn doom_is_seen_by_the_leader() {
+    async fn a_doomed_flight_is_not_joined_and_hands_out_nothing() {
         let flights = SingleFlight::new();
-        let Role::Leader(leader) = flights.join(b"k") else { panic!("must lead") };
-        let mut ran = false;
-        flights.doom(b"k", || ran = true);
-        assert!(ran);
-        leader.finish(|doomed| {
-            assert!(doomed);
-            FlightOutcome::Retry
-        });
+        let deps = ["t:org:1".to_owned()];
+        let Role::Leader(old) = flights.join(b"k", &deps) else { panic!("must lead") };
+        let Role::Waiter(early) = flights.join(b"k", &deps) else { panic!("must wait") };
+        flights.doom(&[], &["t:org:1".to_owned()]);
+        let Role::Leader(new) = flights.join(b"k", &deps) else { panic!("a doomed flight is not joined") };
+        assert!(matches!(wait(early).await, Outcome::Retry), "the doomed flight's waiters retry");
+        old.finish(Outcome::Stored); // no longer registered: changes nothing
+        let Role::Waiter(late) = flights.join(b"k", &deps) else { panic!("the new flight is joined") };
+        new.finish(Outcome::Stored);
+        assert!(matches!(wait(late).await, Outcome::Stored));
+        assert_eq!(flights.in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn doom_by_key_spares_other_keys() {
+        let flights = SingleFlight::new();
+        let Role::Leader(a) = flights.join(b"a", &[]) else { panic!("must lead") };
+        let Role::Leader(_b) = flights.join(b"b", &[]) else { panic!("must lead") };
+        flights.doom(&[b"a"], &[]);
+        assert!(matches!(flights.join(b"b", &[]), Role::Waiter(_)));
+        assert!(matches!(flights.join(b"a", &[]), Role::Leader(_)));
+        drop(a);
     }
 }

@@ -2,13 +2,13 @@
 //!
 //! Each `#[cached]` function owns a `static` [`Site`]. Its counters are plain
 //! atomics readable through [`stats`]; the same events go to the [`metrics`]
-//! facade (`cache_hits_total`, `cache_misses_total`, `cache_loads_total`,
-//! `cache_stores_refused_total`, `cache_errors_total`, `cache_load_seconds`,
-//! `cache_value_bytes`, all labelled `function`), so any exporter works.
+//! facade under the names listed in `observe`, labelled `function`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, Once, OnceLock, PoisonError};
 use std::time::Duration;
+
+use crate::observe;
 
 /// The static description of one `#[cached]` function.
 pub struct Site {
@@ -37,13 +37,13 @@ struct SiteMetrics {
     misses: metrics::Counter,
     loads: metrics::Counter,
     refused: metrics::Counter,
-    errors: metrics::Counter,
     load_seconds: metrics::Histogram,
     value_bytes: metrics::Histogram,
 }
 
 /// Counters of one function, as returned by [`stats`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SiteStats {
     /// `module::function` of the annotated function.
     pub function: &'static str,
@@ -65,8 +65,17 @@ impl SiteStats {
     /// Hits over hits plus misses, or 0 before any call.
     ///
     /// ```
-    /// let stats = cache_runtime::SiteStats { hits: 3, misses: 1, ..Default::default() };
-    /// assert_eq!(stats.hit_ratio(), 0.75);
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// #[cache_runtime::cached(ttl = 60)]
+    /// async fn double(n: u64) -> u64 { n * 2 }
+    ///
+    /// for _ in 0..4 {
+    ///     double(21).await; // one miss, then three hits
+    /// }
+    /// let stats = cache_runtime::stats();
+    /// let double = stats.iter().find(|s| s.function.ends_with("::double")).unwrap();
+    /// assert_eq!(double.hit_ratio(), 0.75);
+    /// # });
     /// ```
     #[must_use]
     pub fn hit_ratio(&self) -> f64 {
@@ -157,8 +166,8 @@ impl Site {
         if self.jitter.is_zero() {
             return self.ttl;
         }
-        let extra_ms = fastrand::u64(0..=self.jitter.as_millis() as u64);
-        self.ttl + Duration::from_millis(extra_ms)
+        let jitter_ms = u64::try_from(self.jitter.as_millis()).unwrap_or(u64::MAX);
+        self.ttl.saturating_add(Duration::from_millis(fastrand::u64(0..=jitter_ms)))
     }
 
     fn metrics(&'static self) -> &'static SiteMetrics {
@@ -168,13 +177,12 @@ impl Site {
         self.metrics.get_or_init(|| {
             let function = self.function;
             SiteMetrics {
-                hits: metrics::counter!("cache_hits_total", "function" => function),
-                misses: metrics::counter!("cache_misses_total", "function" => function),
-                loads: metrics::counter!("cache_loads_total", "function" => function),
-                refused: metrics::counter!("cache_stores_refused_total", "function" => function),
-                errors: metrics::counter!("cache_errors_total", "function" => function),
-                load_seconds: metrics::histogram!("cache_load_seconds", "function" => function),
-                value_bytes: metrics::histogram!("cache_value_bytes", "function" => function),
+                hits: metrics::counter!(observe::HITS, "function" => function),
+                misses: metrics::counter!(observe::MISSES, "function" => function),
+                loads: metrics::counter!(observe::LOADS, "function" => function),
+                refused: metrics::counter!(observe::STORES_REFUSED, "function" => function),
+                load_seconds: metrics::histogram!(observe::LOAD_SECONDS, "function" => function),
+                value_bytes: metrics::histogram!(observe::VALUE_BYTES, "function" => function),
             }
         })
     }
@@ -208,9 +216,14 @@ impl Site {
         self.metrics().refused.increment(1);
     }
 
-    pub(crate) fn record_error(&'static self) {
+    /// A cache failure of `class` (see `observe`) that fell back to the body.
+    pub(crate) fn record_error(&'static self, class: &'static str) {
         self.counters.errors.fetch_add(1, Ordering::Relaxed);
-        self.metrics().errors.increment(1);
+        metrics::counter!(observe::ERRORS, "function" => self.function, "class" => class).increment(1);
+    }
+
+    pub(crate) fn record_oversized(&'static self) {
+        metrics::counter!(observe::OVERSIZED_VALUES, "function" => self.function).increment(1);
     }
 
     /// A snapshot of this site's counters.

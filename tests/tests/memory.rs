@@ -38,8 +38,8 @@ async fn weight_stays_within_max_bytes() {
     for id in 1..2_000 {
         get_user(&cache, &db, id, 1).await.unwrap();
     }
-    assert!(cache.weight_bytes() <= 64 * 1024, "{}", cache.weight_bytes());
-    assert!(cache.len() < 1_999);
+    assert!(cache.status().weight_bytes() <= 64 * 1024, "{}", cache.status().weight_bytes());
+    assert!(cache.status().entries() < 1_999);
 }
 
 #[cached(ttl = 60)]

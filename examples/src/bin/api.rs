@@ -32,7 +32,10 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    let backend = if cache.is_redis() { "Redis" } else { "in-memory" };
+    let backend = match cache.status().layers.first().map(|layer| layer.kind) {
+        Some(cache_runtime::LayerKind::Redis) => "Redis",
+        _ => "in-memory",
+    };
     println!("listening on http://127.0.0.1:{port} ({} database, {backend} cache)", db.kind());
     let app = router(Arc::new(App { db, cache }));
     if let Err(error) = axum::serve(listener, app).await {

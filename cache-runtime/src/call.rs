@@ -1,0 +1,166 @@
+//! What generated code calls: the entry points of `#[cached]` and
+//! `#[invalidates]`, the cache handle they are given, and their rendered
+//! dependencies.
+
+use std::sync::Arc;
+
+use crate::cache::Cache;
+use crate::codec::Codec;
+use crate::engine::{self, Served};
+use crate::invalidation;
+use crate::key::KeyWriter;
+use crate::mode::{CacheValue, Mode};
+use crate::site::Site;
+use crate::store::{Request, Store, Targets};
+use crate::value::{OpsOf, SharedValue};
+
+/// Namespace of tag counters.
+pub(crate) const TAG: &str = "t:";
+/// Namespace of version counters.
+pub(crate) const VERSION: &str = "v:";
+
+pub(crate) fn dependency_name(kind: &str, name: &str) -> String {
+    let mut full = String::with_capacity(kind.len() + name.len());
+    full.push_str(kind);
+    full.push_str(name);
+    full
+}
+
+/// What `cache = <expr>` may give.
+#[diagnostic::on_unimplemented(
+    message = "`cache = ...` must give a `cache_runtime::Cache`, not `{Self}`",
+    label = "expected a `Cache` or a reference to one"
+)]
+pub trait AsCache {
+    /// The cache.
+    fn as_cache(&self) -> &Cache;
+}
+
+impl AsCache for Cache {
+    fn as_cache(&self) -> &Cache {
+        self
+    }
+}
+
+impl<T: AsCache + ?Sized> AsCache for &T {
+    fn as_cache(&self) -> &Cache {
+        (**self).as_cache()
+    }
+}
+
+impl<T: AsCache + ?Sized> AsCache for Arc<T> {
+    fn as_cache(&self) -> &Cache {
+        (**self).as_cache()
+    }
+}
+
+/// Clones the cache a `cache = <expr>` option names, so the call owns it.
+pub fn cache_of<C: AsCache + ?Sized>(cache: &C) -> Cache {
+    cache.as_cache().clone()
+}
+
+/// The process-wide default cache.
+#[must_use]
+pub fn default_cache() -> &'static Cache {
+    Cache::default_cache()
+}
+
+/// The rendered names a `#[cached]` call depends on.
+pub struct Dependencies<const TAGS: usize, const VERSIONS: usize> {
+    /// Rendered tag templates.
+    pub tags: [KeyWriter; TAGS],
+    /// Rendered version templates.
+    pub versions: [KeyWriter; VERSIONS],
+}
+
+/// Counter names of tags, then versions.
+fn counter_names(tags: &[KeyWriter], versions: &[KeyWriter]) -> Vec<String> {
+    let tags = tags.iter().map(|tag| dependency_name(TAG, tag.as_str()));
+    let versions = versions.iter().map(|version| dependency_name(VERSION, version.as_str()));
+    tags.chain(versions).collect()
+}
+
+/// The cache-aside path of a `#[cached]` function: serve a fresh entry, or run
+/// `body` once for all concurrent callers of the key and store its cacheable value.
+pub async fn cached<M, R, K, C, F, const TAGS: usize, const VERSIONS: usize>(
+    site: &'static Site,
+    cache: C,
+    mut key: KeyWriter,
+    dependencies: Dependencies<TAGS, VERSIONS>,
+    generic_types: &[&'static str],
+    body: F,
+) -> R
+where
+    M: Mode<R>,
+    M::Value: CacheValue,
+    K: Codec,
+    C: AsCache,
+    F: Future<Output = R>,
+{
+    key.shorten();
+    let cache = cache.as_cache();
+    let fingerprint = site.fingerprint::<M::Value>(generic_types);
+    if let Some(entry) = cache.inner.store.probe(key.as_bytes(), fingerprint)
+        && let Some(value) = entry.value.downcast_ref::<M::Value>()
+    {
+        site.record_hit();
+        crate::entry_info::record(|| entry.meta.info(&key, true));
+        return M::from_cached(value.clone());
+    }
+    let dependencies = counter_names(&dependencies.tags, &dependencies.versions);
+    let request =
+        Request { site, key: &key, dependencies: &dependencies, ops: OpsOf::<M::Value, K>::OPS, fingerprint };
+    let mut output = None;
+    let load = async {
+        let returned = body.await;
+        let cacheable = M::cacheable(&returned).map(|value| Arc::new(value.clone()) as SharedValue);
+        output = Some(returned);
+        cacheable
+    };
+    match engine::serve(cache, &request, load).await {
+        Served::Cached(value) => match value.downcast_ref::<M::Value>() {
+            Some(value) => M::from_cached(value.clone()),
+            None => unreachable!("the engine serves values of the request's type"),
+        },
+        Served::Loaded => match output {
+            Some(output) => output,
+            None => unreachable!("the engine ran the body before answering `Loaded`"),
+        },
+    }
+}
+
+/// What one `#[invalidates]` call removes, rendered.
+pub struct Invalidation<const KEYS: usize, const TAGS: usize, const VERSIONS: usize> {
+    /// Rendered keys to delete.
+    pub keys: [KeyWriter; KEYS],
+    /// Rendered tags to invalidate.
+    pub tags: [KeyWriter; TAGS],
+    /// Rendered versions to bump.
+    pub versions: [KeyWriter; VERSIONS],
+}
+
+/// Runs a write's `body`; when it succeeded, applies `invalidation` (one round
+/// trip on Redis; retried in the background when Redis cannot take it).
+pub async fn invalidating<M, R, C, F, const KEYS: usize, const TAGS: usize, const VERSIONS: usize>(
+    cache: C,
+    invalidation: Invalidation<KEYS, TAGS, VERSIONS>,
+    body: F,
+) -> R
+where
+    M: Mode<R>,
+    C: AsCache,
+    F: Future<Output = R>,
+{
+    let output = body.await;
+    if M::succeeded(&output) {
+        let Invalidation { keys, tags, versions } = invalidation;
+        let mut keys = Vec::from(keys);
+        keys.iter_mut().for_each(KeyWriter::shorten);
+        let targets = Targets { keys, dependencies: counter_names(&tags, &versions) };
+        match invalidation::invalidate(cache.as_cache(), targets).await {
+            Ok(()) => tracing::debug!(keys = KEYS, tags = TAGS, versions = VERSIONS, "invalidated"),
+            Err(error) => tracing::warn!(%error, "invalidation not applied yet: retrying in the background"),
+        }
+    }
+    output
+}

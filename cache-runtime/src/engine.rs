@@ -1,0 +1,216 @@
+//! The read path: one cache-aside algorithm for every store.
+//!
+//! A call that missed joins its key's flight. The leader takes the entry's
+//! lease and the generations of its tags and versions ([`Store::begin_load`]),
+//! runs the body, and commits the value, which the store refuses if an
+//! invalidation overtook the load. Waiters take the leader's value; when the
+//! leader fails they stop waiting together; when it vanishes (cancelled,
+//! panicked) one of them takes over. Another process's lease is waited for at
+//! most `lease_wait`.
+//!
+//! Only [`serve`] is generic (over the body's future); everything it calls is
+//! compiled once.
+
+use std::pin::{Pin, pin};
+use std::time::{Duration, Instant};
+
+use crate::cache::Cache;
+use crate::entry_info;
+use crate::single_flight::{FlightGuard, Outcome, Role, wait};
+use crate::store::{AnyStore, CacheError, Commit, Fill, Found, Lease, Request, Store, Ticket};
+use crate::value::SharedValue;
+
+/// How a call was answered.
+pub(crate) enum Served {
+    /// From the cache, or from a flight this call waited for.
+    Cached(SharedValue),
+    /// By this call's own body, whose output the caller holds.
+    Loaded,
+}
+
+/// Answers a call that missed in process memory: from the store, another
+/// caller's load, or `load` (this call's body, giving the cacheable value).
+/// `load` is polled at most once; a `Cached` value is of the request's type.
+pub(crate) async fn serve<L>(cache: &Cache, request: &Request<'_>, load: L) -> Served
+where
+    L: Future<Output = Option<SharedValue>>,
+{
+    let mut load = pin!(load);
+    let store = &cache.inner.store;
+    if store.is_remote() {
+        match store.lookup(request).await {
+            Found::Fresh(value, meta) if request.ops.holds(&value) => {
+                request.site.record_hit();
+                entry_info::record(|| meta.info(request.key, true));
+                return Served::Cached(value);
+            }
+            Found::Unavailable => {
+                request.site.record_miss();
+                return run_unstored(request, load).await;
+            }
+            Found::Fresh(..) | Found::Miss => {}
+        }
+    }
+    request.site.record_miss();
+    let flights = &cache.inner.flights;
+    let mut after_failure = false;
+    loop {
+        let waiter = match flights.join(request.key.as_bytes(), request.dependencies) {
+            Role::Leader(flight) => {
+                let lifetime = request.site.entry_lifetime();
+                return match claim(cache, request, lifetime).await {
+                    Claim::Served(value) => {
+                        flight.finish(Outcome::Stored);
+                        Served::Cached(value)
+                    }
+                    Claim::Load(ticket) => {
+                        let lease = LeaseGuard::new(&cache.inner.store, request, ticket);
+                        let started = Instant::now();
+                        let value = load.as_mut().await;
+                        let load_time = started.elapsed();
+                        request.site.record_load(load_time);
+                        let fill = value.as_ref().map(|value| Fill { value, lifetime, load_time });
+                        finish(request, flight, lease, fill).await;
+                        Served::Loaded
+                    }
+                };
+            }
+            // The last leader failed and another caller leads now: do not queue
+            // behind it, run this call's own body at once, without storing.
+            Role::Waiter(_) if after_failure => return run_unstored(request, load).await,
+            Role::Waiter(waiter) => waiter,
+        };
+        match wait(waiter).await {
+            Outcome::Stored => {
+                if let Found::Fresh(value, meta) = cache.inner.store.lookup(request).await
+                    && request.ops.holds(&value)
+                {
+                    entry_info::record(|| meta.info(request.key, true));
+                    return Served::Cached(value);
+                }
+            }
+            Outcome::Unstored(value) if request.ops.holds(&value) => return Served::Cached(value),
+            Outcome::Failed => after_failure = true,
+            Outcome::Unstored(_) | Outcome::Retry => {}
+        }
+    }
+}
+
+/// Runs the body without storing its value.
+async fn run_unstored<L: Future<Output = Option<SharedValue>>>(
+    request: &Request<'_>,
+    load: Pin<&mut L>,
+) -> Served {
+    let started = Instant::now();
+    load.await;
+    request.site.record_load(started.elapsed());
+    Served::Loaded
+}
+
+/// What the leader of a flight may do.
+enum Claim {
+    /// Another process stored the value meanwhile.
+    Served(SharedValue),
+    /// Load; store with this ticket (`None`: the store is unavailable, do not store).
+    Load(Option<Ticket>),
+}
+
+/// Takes the lease, waiting at most `lease_wait` for another process's load.
+async fn claim(cache: &Cache, request: &Request<'_>, lifetime: Duration) -> Claim {
+    let store = &cache.inner.store;
+    let ticket = match store.begin_load(request, lifetime).await {
+        Ok(ticket) => ticket,
+        Err(error) => return Claim::Load(unavailable(request, &error)),
+    };
+    if ticket.lease != Lease::Busy {
+        return Claim::Load(Some(ticket));
+    }
+    let deadline = Instant::now().checked_add(cache.lease_wait());
+    let mut pause = Duration::from_millis(2);
+    while deadline.is_some_and(|deadline| Instant::now() < deadline) {
+        tokio::time::sleep(pause).await;
+        match store.lookup(request).await {
+            Found::Fresh(value, meta) if request.ops.holds(&value) => {
+                entry_info::record(|| meta.info(request.key, true));
+                return Claim::Served(value);
+            }
+            Found::Unavailable => return Claim::Load(None),
+            Found::Fresh(..) | Found::Miss => {}
+        }
+        match store.begin_load(request, lifetime).await {
+            Ok(ticket) if ticket.lease != Lease::Busy => return Claim::Load(Some(ticket)),
+            Ok(_) => {}
+            Err(error) => return Claim::Load(unavailable(request, &error)),
+        }
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+    tracing::debug!(function = request.site.function(), key = %request.key, "lease wait over: loading without storing");
+    Claim::Load(None)
+}
+
+fn unavailable(request: &Request<'_>, error: &CacheError) -> Option<Ticket> {
+    request.site.record_error(error.class());
+    tracing::debug!(function = request.site.function(), %error, "cache unavailable: running the function body");
+    None
+}
+
+/// Commits the leader's value and tells the waiters.
+async fn finish(
+    request: &Request<'_>,
+    flight: FlightGuard<'_>,
+    lease: LeaseGuard<'_, '_>,
+    fill: Option<Fill<'_>>,
+) {
+    let Some(fill) = fill else {
+        drop(lease); // gives the lease back
+        flight.finish(Outcome::Failed);
+        return;
+    };
+    let value = fill.value.clone();
+    let Some(ticket) = lease.ticket.as_ref() else {
+        flight.finish(Outcome::Unstored(value));
+        return;
+    };
+    let outcome = match lease.store.commit(request, ticket, fill).await {
+        Commit::Stored(meta) => {
+            entry_info::record(|| meta.info(request.key, false));
+            lease.disarm();
+            Outcome::Stored
+        }
+        Commit::Refused => {
+            request.site.record_refused();
+            tracing::debug!(function = request.site.function(), key = %request.key, "store refused: invalidated during the load");
+            lease.disarm();
+            Outcome::Retry
+        }
+        Commit::NotStored => Outcome::Unstored(value),
+    };
+    flight.finish(outcome);
+}
+
+/// Holds a load's ticket; dropped armed (load failed, cancelled, panicked, not
+/// stored), it gives the lease back at once, without waiting.
+struct LeaseGuard<'s, 'r> {
+    store: &'s AnyStore,
+    request: &'s Request<'r>,
+    ticket: Option<Ticket>,
+}
+
+impl<'s, 'r> LeaseGuard<'s, 'r> {
+    fn new(store: &'s AnyStore, request: &'s Request<'r>, ticket: Option<Ticket>) -> Self {
+        Self { store, request, ticket }
+    }
+
+    /// The lease is gone already (stored, or taken by an invalidation).
+    fn disarm(mut self) {
+        self.ticket = None;
+    }
+}
+
+impl Drop for LeaseGuard<'_, '_> {
+    fn drop(&mut self) {
+        if let Some(ticket) = &self.ticket {
+            self.store.abandon(self.request.key, ticket);
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! Metric names, in one place. Every metric goes through the [`metrics`]
+//! facade, so any exporter works; per-function counters are also readable
+//! without one through [`stats`](crate::stats).
+//!
+//! | name | kind | labels |
+//! | --- | --- | --- |
+//! | `cache_hits_total` | counter | `function` |
+//! | `cache_misses_total` | counter | `function` |
+//! | `cache_loads_total` | counter | `function` |
+//! | `cache_stores_refused_total` | counter | `function` |
+//! | `cache_errors_total` | counter | `function`, `class` (`timeout`, `connection`, `busy`, `read_only`, `moved`, `out_of_memory`, `wrong_type`, `server`, `breaker_open`, `undecodable`, `encode`) |
+//! | `cache_oversized_values_total` | counter | `function` |
+//! | `cache_load_seconds` | histogram | `function` |
+//! | `cache_value_bytes` | histogram | `function` |
+//! | `cache_breaker_opened_total` | counter | |
+//! | `cache_invalidation_retries_total` | counter | |
+//! | `cache_invalidation_failures_total` | counter | |
+//! | `cache_invalidations_pending` | gauge | |
+
+pub(crate) const HITS: &str = "cache_hits_total";
+pub(crate) const MISSES: &str = "cache_misses_total";
+pub(crate) const LOADS: &str = "cache_loads_total";
+pub(crate) const STORES_REFUSED: &str = "cache_stores_refused_total";
+pub(crate) const ERRORS: &str = "cache_errors_total";
+pub(crate) const OVERSIZED_VALUES: &str = "cache_oversized_values_total";
+pub(crate) const LOAD_SECONDS: &str = "cache_load_seconds";
+pub(crate) const VALUE_BYTES: &str = "cache_value_bytes";
+pub(crate) const BREAKER_OPENED: &str = "cache_breaker_opened_total";
+pub(crate) const INVALIDATION_RETRIES: &str = "cache_invalidation_retries_total";
+pub(crate) const INVALIDATION_FAILURES: &str = "cache_invalidation_failures_total";
+pub(crate) const INVALIDATIONS_PENDING: &str = "cache_invalidations_pending";

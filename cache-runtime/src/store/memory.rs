@@ -1,0 +1,202 @@
+//! The in-memory store: typed values in a bounded [`quick_cache`] cache.
+//!
+//! Values stay typed (`Arc<dyn Any>`) and a hit clones them; nothing is encoded
+//! except to weigh an entry once, when it is stored. The bound is the total
+//! weight in bytes (key, encoded value size and bookkeeping). Each entry expires
+//! at its own deadline (`ttl + uniform(0..=jitter)`), checked on every hit.
+//!
+//! Loads take a lease like on Redis: a key invalidation removes the entry and
+//! the lease together under the key's lock, and a commit stores only while its
+//! lease is still held, under the same lock. So a value loaded before an
+//! invalidation is never stored after it.
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use super::generations::Generations;
+use super::{
+    Commit, Fill, Found, LayerKind, LayerStatus, Lease, Request, Store, Targets, Ticket, Urgency, new_token,
+};
+use crate::entry_info::EntryMeta;
+use crate::key::KeyWriter;
+use crate::store::CacheError;
+use crate::value::SharedValue;
+
+/// Bookkeeping bytes counted for each entry besides its key and value.
+const ENTRY_OVERHEAD: u64 = 96;
+const LEASE_SHARDS: usize = 16;
+
+/// A stored value with what decides whether it may still be served.
+pub(crate) struct MemoryEntry {
+    pub(crate) value: SharedValue,
+    /// Fingerprint of the value type, codec and generic type arguments.
+    fingerprint: u64,
+    pub(crate) meta: EntryMeta,
+    fresh_until: Instant,
+    /// Tag and version counters, and the generations seen when the load began.
+    dependencies: Box<[(Box<str>, u64)]>,
+    weight: u64,
+}
+
+#[derive(Clone)]
+struct EntryWeighter;
+
+impl quick_cache::Weighter<Box<[u8]>, Arc<MemoryEntry>> for EntryWeighter {
+    fn weight(&self, key: &Box<[u8]>, entry: &Arc<MemoryEntry>) -> u64 {
+        key.len() as u64 + entry.weight
+    }
+}
+
+type LeaseShard = Mutex<HashMap<Box<[u8]>, u128>>;
+
+pub(crate) struct MemoryStore {
+    entries: quick_cache::sync::Cache<Box<[u8]>, Arc<MemoryEntry>, EntryWeighter>,
+    generations: Generations,
+    leases: Box<[LeaseShard]>,
+    hasher: foldhash::fast::FixedState,
+    max_bytes: u64,
+}
+
+/// `now + duration`, or far in the future when that does not fit.
+pub(crate) fn deadline_after(duration: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(duration)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
+        .unwrap_or(now)
+}
+
+impl MemoryStore {
+    pub(crate) fn new(max_bytes: u64, estimated_entries: usize, generation_capacity: usize) -> Self {
+        Self {
+            entries: quick_cache::sync::Cache::with_weighter(
+                estimated_entries.max(16),
+                max_bytes,
+                EntryWeighter,
+            ),
+            generations: Generations::new(generation_capacity),
+            leases: (0..LEASE_SHARDS).map(|_| Mutex::default()).collect(),
+            hasher: foldhash::fast::FixedState::default(),
+            max_bytes,
+        }
+    }
+
+    /// The lock that orders a key's commits and invalidations.
+    fn leases_of(&self, key: &[u8]) -> MutexGuard<'_, HashMap<Box<[u8]>, u128>> {
+        let shard = (self.hasher.hash_one(key) as usize) % LEASE_SHARDS;
+        // A panic while holding the lock cannot leave the map inconsistent.
+        self.leases[shard].lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn is_valid(&self, entry: &MemoryEntry) -> bool {
+        entry.fresh_until > Instant::now()
+            && entry.dependencies.iter().all(|(name, seen)| self.generations.is_current(name, *seen))
+    }
+
+    fn insert(&self, request: &Request<'_>, ticket: &Ticket, fill: &Fill<'_>) -> Commit {
+        let dependencies: Box<[(Box<str>, u64)]> = request
+            .dependencies
+            .iter()
+            .zip(&ticket.generations)
+            .map(|(name, generation)| (name.as_str().into(), *generation))
+            .collect();
+        let value_bytes = (request.ops.weigh)(&**fill.value);
+        request.site.record_value_bytes(value_bytes);
+        let dependency_bytes: usize = dependencies.iter().map(|(name, _)| name.len() + 8).sum();
+        let weight = ENTRY_OVERHEAD.saturating_add((value_bytes + dependency_bytes) as u64);
+        let key = request.key.as_bytes();
+        if weight.saturating_add(key.len() as u64) > self.max_bytes {
+            tracing::debug!(function = request.site.function(), key = %request.key, value_bytes, "value larger than the cache");
+            return Commit::NotStored;
+        }
+        let meta = EntryMeta::filled_now(fill.lifetime, fill.load_time, &ticket.generations);
+        let entry = MemoryEntry {
+            value: Arc::clone(fill.value),
+            fingerprint: request.fingerprint,
+            meta,
+            fresh_until: deadline_after(fill.lifetime),
+            dependencies,
+            weight,
+        };
+        self.entries.insert(key.into(), Arc::new(entry));
+        Commit::Stored(meta)
+    }
+}
+
+impl Store for MemoryStore {
+    #[inline]
+    fn probe(&self, key: &[u8], fingerprint: u64) -> Option<Arc<MemoryEntry>> {
+        let entry = self.entries.get(key)?;
+        (entry.fingerprint == fingerprint && self.is_valid(&entry)).then_some(entry)
+    }
+
+    async fn lookup(&self, request: &Request<'_>) -> Found {
+        match self.probe(request.key.as_bytes(), request.fingerprint) {
+            Some(entry) => Found::Fresh(Arc::clone(&entry.value), entry.meta),
+            None => Found::Miss,
+        }
+    }
+
+    async fn begin_load(&self, request: &Request<'_>, _lifetime: Duration) -> Result<Ticket, CacheError> {
+        let token = new_token();
+        // In process, single flight already makes one caller load; a newer load
+        // of the key (after an invalidation) takes the lease over.
+        self.leases_of(request.key.as_bytes()).insert(request.key.as_bytes().into(), token);
+        let generations = request.dependencies.iter().map(|name| self.generations.observe(name)).collect();
+        Ok(Ticket { lease: Lease::Held(token), generations })
+    }
+
+    async fn commit(&self, request: &Request<'_>, ticket: &Ticket, fill: Fill<'_>) -> Commit {
+        let Lease::Held(token) = ticket.lease else { return Commit::NotStored };
+        let key = request.key.as_bytes();
+        let mut leases = self.leases_of(key);
+        if leases.get(key) != Some(&token) {
+            return Commit::Refused;
+        }
+        leases.remove(key);
+        let current = request
+            .dependencies
+            .iter()
+            .zip(&ticket.generations)
+            .all(|(name, generation)| self.generations.is_current(name, *generation));
+        if !current {
+            return Commit::Refused;
+        }
+        self.insert(request, ticket, &fill)
+    }
+
+    fn abandon(&self, key: &KeyWriter, ticket: &Ticket) {
+        if let Lease::Held(token) = ticket.lease {
+            let mut leases = self.leases_of(key.as_bytes());
+            if leases.get(key.as_bytes()) == Some(&token) {
+                leases.remove(key.as_bytes());
+            }
+        }
+    }
+
+    async fn invalidate(&self, targets: &Targets, _urgency: Urgency) -> Result<(), CacheError> {
+        for key in &targets.keys {
+            let mut leases = self.leases_of(key.as_bytes());
+            leases.remove(key.as_bytes());
+            self.entries.remove(key.as_bytes());
+        }
+        for name in &targets.dependencies {
+            self.generations.bump(name);
+        }
+        Ok(())
+    }
+
+    fn is_remote(&self) -> bool {
+        false
+    }
+
+    fn status(&self) -> LayerStatus {
+        LayerStatus {
+            kind: LayerKind::Memory,
+            entries: Some(self.entries.len()),
+            weight_bytes: Some(self.entries.weight()),
+            breaker: None,
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! Where entries live: the stores behind the one read path.
+//!
+//! A store answers the engine's few questions: a synchronous [`Store::probe`]
+//! of process memory (so an in-memory hit stays a few hundred nanoseconds), a
+//! [`Store::lookup`], [`Store::begin_load`] (take the entry's lease and read
+//! the generations the entry will be stored under), [`Store::commit`] (refused
+//! when an invalidation overtook the load), [`Store::abandon`] (give the lease
+//! back), [`Store::invalidate`] and [`Store::status`].
+//!
+//! Every store applies the same rule: an entry is valid while every tag and
+//! version it was stored under is still at the generation it saw when its
+//! load began. [`AnyStore`] is the one place that knows which store a cache
+//! has.
+
+pub(crate) mod generations;
+pub(crate) mod memory;
+pub(crate) mod redis;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::entry_info::EntryMeta;
+use crate::key::KeyWriter;
+use crate::site::Site;
+use crate::value::{SharedValue, ValueOps};
+pub(crate) use memory::MemoryEntry;
+pub use redis::{BreakerState, CacheError};
+
+/// One `#[cached]` call, as the stores see it.
+pub(crate) struct Request<'a> {
+    pub(crate) site: &'static Site,
+    /// The rendered, shortened key.
+    pub(crate) key: &'a KeyWriter,
+    /// Counter names of the call's tags and versions (`t:org:7`, `v:team:3`).
+    pub(crate) dependencies: &'a [String],
+    pub(crate) ops: &'static ValueOps,
+    /// Fingerprint of the value type, the codec and a generic function's type arguments.
+    pub(crate) fingerprint: u64,
+}
+
+/// What a lookup found.
+pub(crate) enum Found {
+    Fresh(SharedValue, EntryMeta),
+    Miss,
+    /// The store could not be asked: run the body, store nothing.
+    Unavailable,
+}
+
+/// Permission to load an entry, and the generations it will be stored under.
+pub(crate) struct Ticket {
+    pub(crate) lease: Lease,
+    /// Generations of [`Request::dependencies`], in order, when the load began.
+    pub(crate) generations: Vec<u64>,
+}
+
+/// Who loads an entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lease {
+    /// This caller does: commit with this token.
+    Held(u128),
+    /// Another process does.
+    Busy,
+}
+
+/// A loaded value to store.
+pub(crate) struct Fill<'a> {
+    pub(crate) value: &'a SharedValue,
+    pub(crate) lifetime: Duration,
+    pub(crate) load_time: Duration,
+}
+
+/// How a commit ended.
+pub(crate) enum Commit {
+    Stored(EntryMeta),
+    /// An invalidation overtook the load: the value is stale.
+    Refused,
+    /// Not stored (too large, or the store failed), but current.
+    NotStored,
+}
+
+/// What one invalidation removes: rendered keys, and tag/version counter names.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Targets {
+    pub(crate) keys: Vec<KeyWriter>,
+    pub(crate) dependencies: Vec<String>,
+}
+
+/// Whether a call respects a remote store's circuit breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Urgency {
+    /// Skip the store while its breaker is open.
+    Normal,
+    /// Ask anyway (an invalidation retry); the outcome still counts.
+    Forced,
+}
+
+/// The health and size of one layer of a cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LayerStatus {
+    /// What the layer is.
+    pub kind: LayerKind,
+    /// Entries held in process memory (expired ones included until evicted); `None` for a remote layer.
+    pub entries: Option<usize>,
+    /// Weight of the in-memory entries in bytes; `None` for a remote layer.
+    pub weight_bytes: Option<u64>,
+    /// The layer's circuit breaker, if it has one.
+    pub breaker: Option<BreakerState>,
+}
+
+/// The kind of a cache layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LayerKind {
+    /// Process memory.
+    Memory,
+    /// A Redis server.
+    Redis,
+}
+
+/// The questions the engine asks a store.
+pub(crate) trait Store {
+    /// A fresh, valid entry of this value type in process memory, without waiting.
+    fn probe(&self, key: &[u8], fingerprint: u64) -> Option<Arc<MemoryEntry>>;
+    /// A fresh, valid entry, wherever the store keeps it.
+    async fn lookup(&self, request: &Request<'_>) -> Found;
+    /// Takes the entry's lease and reads the generations of its dependencies.
+    async fn begin_load(&self, request: &Request<'_>, lifetime: Duration) -> Result<Ticket, CacheError>;
+    /// Stores the value if the lease is still ours and no dependency moved.
+    async fn commit(&self, request: &Request<'_>, ticket: &Ticket, fill: Fill<'_>) -> Commit;
+    /// Gives the lease back without storing; never waits.
+    fn abandon(&self, key: &KeyWriter, ticket: &Ticket);
+    /// Deletes keys and moves dependencies to new generations.
+    async fn invalidate(&self, targets: &Targets, urgency: Urgency) -> Result<(), CacheError>;
+    /// Whether the store is outside the process (its calls can be cut off halfway).
+    fn is_remote(&self) -> bool;
+    fn status(&self) -> LayerStatus;
+}
+
+/// The store of a cache.
+pub(crate) enum AnyStore {
+    Memory(memory::MemoryStore),
+    Redis(redis::RedisStore),
+}
+
+macro_rules! each_store {
+    ($self:ident, $store:ident => $body:expr) => {
+        match $self {
+            AnyStore::Memory($store) => $body,
+            AnyStore::Redis($store) => $body,
+        }
+    };
+}
+
+impl Store for AnyStore {
+    #[inline]
+    fn probe(&self, key: &[u8], fingerprint: u64) -> Option<Arc<MemoryEntry>> {
+        each_store!(self, store => store.probe(key, fingerprint))
+    }
+
+    async fn lookup(&self, request: &Request<'_>) -> Found {
+        each_store!(self, store => store.lookup(request).await)
+    }
+
+    async fn begin_load(&self, request: &Request<'_>, lifetime: Duration) -> Result<Ticket, CacheError> {
+        each_store!(self, store => store.begin_load(request, lifetime).await)
+    }
+
+    async fn commit(&self, request: &Request<'_>, ticket: &Ticket, fill: Fill<'_>) -> Commit {
+        each_store!(self, store => store.commit(request, ticket, fill).await)
+    }
+
+    fn abandon(&self, key: &KeyWriter, ticket: &Ticket) {
+        each_store!(self, store => store.abandon(key, ticket));
+    }
+
+    async fn invalidate(&self, targets: &Targets, urgency: Urgency) -> Result<(), CacheError> {
+        each_store!(self, store => store.invalidate(targets, urgency).await)
+    }
+
+    fn is_remote(&self) -> bool {
+        each_store!(self, store => store.is_remote())
+    }
+
+    fn status(&self) -> LayerStatus {
+        each_store!(self, store => store.status())
+    }
+}
+
+impl AnyStore {
+    /// The Redis store, for the Redis-only tools of [`Cache`](crate::Cache).
+    pub(crate) fn redis(&self) -> Option<&redis::RedisStore> {
+        match self {
+            Self::Memory(_) => None,
+            Self::Redis(store) => Some(store),
+        }
+    }
+}
+
+/// A random lease token.
+pub(crate) fn new_token() -> u128 {
+    (u128::from(fastrand::u64(..)) << 64) | u128::from(fastrand::u64(..))
+}

@@ -1,0 +1,137 @@
+//! What Redis answered, sorted into the classes that decide what happens next.
+
+use std::fmt;
+
+use redis::RedisError;
+
+/// Why the cache could not do what was asked. Callers of `#[cached]` never see
+/// it (the function body runs instead); [`Cache`](crate::Cache) methods return it.
+///
+/// | class | breaker | what happens |
+/// | --- | --- | --- |
+/// | [`BreakerOpen`](Self::BreakerOpen) | — | Redis was not asked |
+/// | [`Timeout`](Self::Timeout), [`Connection`](Self::Connection), [`Busy`](Self::Busy), [`ReadOnly`](Self::ReadOnly), [`Moved`](Self::Moved) | counts as a failure | the body runs; invalidations are retried |
+/// | [`OutOfMemory`](Self::OutOfMemory) | Redis is up | nothing is stored; invalidations fall back to deletes, which Redis accepts when full |
+/// | [`WrongType`](Self::WrongType) | Redis is up | a miss; the next store overwrites the key |
+/// | [`Server`](Self::Server) | Redis is up | logged; the body runs |
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum CacheError {
+    /// The circuit breaker is open: Redis was not asked.
+    BreakerOpen,
+    /// No answer within the configured timeout.
+    Timeout,
+    /// The connection failed or could not be made.
+    Connection(RedisError),
+    /// Redis is loading its data set, busy with a script, or asks to try again.
+    Busy(RedisError),
+    /// A write reached a read-only replica (after a failover, say).
+    ReadOnly(RedisError),
+    /// The key lives on another node (a cluster answer on a standalone client).
+    Moved(RedisError),
+    /// Redis is at `maxmemory` and refuses writes (`noeviction`).
+    OutOfMemory(RedisError),
+    /// The key holds a value of another Redis type.
+    WrongType(RedisError),
+    /// Any other error answer.
+    Server(RedisError),
+}
+
+impl CacheError {
+    /// Sorts an error from the Redis client into its class.
+    pub(crate) fn classify(error: RedisError) -> Self {
+        if error.is_timeout() {
+            return Self::Timeout;
+        }
+        let code = error
+            .clone()
+            .into_server_errors()
+            .and_then(|errors| errors.first().map(|(_, e)| e.code().to_owned()));
+        let Some(code) = code else {
+            return Self::Connection(error);
+        };
+        match code.as_str() {
+            "OOM" => Self::OutOfMemory(error),
+            "WRONGTYPE" => Self::WrongType(error),
+            "READONLY" => Self::ReadOnly(error),
+            "MOVED" | "ASK" | "CROSSSLOT" => Self::Moved(error),
+            "LOADING" | "BUSY" | "TRYAGAIN" | "CLUSTERDOWN" | "MASTERDOWN" | "NOREPLICAS" => {
+                Self::Busy(error)
+            }
+            _ => Self::Server(error),
+        }
+    }
+
+    /// Whether Redis is not serving: counts against the circuit breaker.
+    pub(crate) fn is_outage(&self) -> bool {
+        matches!(
+            self,
+            Self::Timeout | Self::Connection(_) | Self::Busy(_) | Self::ReadOnly(_) | Self::Moved(_)
+        )
+    }
+
+    /// A short name of the class, for metrics labels.
+    #[must_use]
+    pub fn class(&self) -> &'static str {
+        match self {
+            Self::BreakerOpen => "breaker_open",
+            Self::Timeout => "timeout",
+            Self::Connection(_) => "connection",
+            Self::Busy(_) => "busy",
+            Self::ReadOnly(_) => "read_only",
+            Self::Moved(_) => "moved",
+            Self::OutOfMemory(_) => "out_of_memory",
+            Self::WrongType(_) => "wrong_type",
+            Self::Server(_) => "server",
+        }
+    }
+}
+
+impl fmt::Display for CacheError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BreakerOpen => f.write_str("Redis skipped: circuit breaker open"),
+            Self::Timeout => f.write_str("Redis did not answer in time"),
+            Self::Connection(error) => write!(f, "Redis connection failed: {error}"),
+            Self::Busy(error) => write!(f, "Redis is busy or loading: {error}"),
+            Self::ReadOnly(error) => write!(f, "Redis is a read-only replica: {error}"),
+            Self::Moved(error) => write!(f, "Redis redirects to another node: {error}"),
+            Self::OutOfMemory(error) => write!(f, "Redis is out of memory: {error}"),
+            Self::WrongType(error) => write!(f, "the Redis key holds another type: {error}"),
+            Self::Server(error) => write!(f, "Redis answered with an error: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for CacheError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(text: &str) -> RedisError {
+        let mut parser = redis::Parser::new();
+        let value = parser.parse_value(format!("-{text}\r\n").as_bytes()).expect("a reply");
+        value.extract_error().expect_err("an error reply")
+    }
+
+    #[test]
+    fn answers_fall_into_their_classes() {
+        let cases = [
+            ("OOM command not allowed when used memory > 'maxmemory'.", "out_of_memory"),
+            ("WRONGTYPE Operation against a key holding the wrong kind of value", "wrong_type"),
+            ("READONLY You can't write against a read only replica.", "read_only"),
+            ("LOADING Redis is loading the dataset in memory", "busy"),
+            ("BUSY Redis is busy running a script.", "busy"),
+            ("MOVED 3999 127.0.0.1:6381", "moved"),
+            ("ERR unknown command", "server"),
+        ];
+        for (text, class) in cases {
+            let error = CacheError::classify(answer(text));
+            assert_eq!(error.class(), class, "{text}");
+        }
+        assert!(CacheError::classify(answer("LOADING x")).is_outage());
+        assert!(!CacheError::classify(answer("OOM x")).is_outage());
+        assert!(!CacheError::classify(answer("WRONGTYPE x")).is_outage());
+    }
+}

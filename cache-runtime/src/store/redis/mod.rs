@@ -1,0 +1,510 @@
+//! The Redis store.
+//!
+//! # Keys
+//! With prefix `P` and a rendered key `K`:
+//! - `P:{K}` holds the encoded entry (an [`Envelope`] and the value);
+//! - `P:{K}:lease` is the load lease of that entry (same hash slot, thanks to `{K}`);
+//! - `P:gen:t:<tag>` and `P:gen:v:<version>` are generation counters.
+//!
+//! # Guarantees
+//! - A hit is one round trip: a plain `GET` when the function has no tags or
+//!   versions, else a pipeline of the `GET` and one `GET` per counter. An entry
+//!   stored under other counters than the caller's (a tag that is not part of
+//!   the key) costs one more round trip to read those.
+//! - A tag invalidation or version bump is one script on one counter, whatever
+//!   the number of entries; at `maxmemory` (which refuses the script) the
+//!   counter is deleted instead, which Redis accepts and which invalidates just
+//!   the same. An entry whose counters moved or vanished since its load began
+//!   is a miss. Counters expire no earlier than the entries that depend on them.
+//! - No stale sets: a load takes the entry's lease before running the body, a
+//!   key invalidation deletes entry and lease together, and the store is a
+//!   script that writes only while the lease still holds the loader's token.
+//! - Connecting and every answer are bounded by the timeout; failures that mean
+//!   Redis is not serving open a circuit breaker (see [`CacheError`]).
+
+mod breaker;
+mod error;
+mod scripts;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+pub use breaker::BreakerState;
+use breaker::{Breaker, Permit};
+pub use error::CacheError;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{RedisResult, Value};
+use scripts::Scripts;
+
+use super::{
+    Commit, Fill, Found, LayerKind, LayerStatus, Lease, MemoryEntry, Request, Store, Targets, Ticket,
+    Urgency, new_token,
+};
+use crate::codec::Envelope;
+use crate::entry_info::{EntryMeta, duration_ms};
+use crate::key::KeyWriter;
+
+/// Longest expiry sent to Redis (about 100 years): larger values are refused.
+const MAX_EXPIRE_MS: u64 = 100 * 365 * 24 * 3600 * 1000;
+
+/// Settings of the Redis store.
+#[derive(Debug, Clone)]
+pub(crate) struct RedisSettings {
+    pub(crate) prefix: String,
+    pub(crate) timeout: Duration,
+    pub(crate) lease: Duration,
+    pub(crate) lease_wait: Duration,
+    pub(crate) max_value_bytes: usize,
+    pub(crate) breaker_threshold: u32,
+    pub(crate) breaker_cooldown: Duration,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self {
+            prefix: "cache".to_owned(),
+            timeout: Duration::from_millis(250),
+            lease: Duration::from_secs(5),
+            lease_wait: Duration::from_millis(500),
+            max_value_bytes: 4 * 1024 * 1024,
+            breaker_threshold: 5,
+            breaker_cooldown: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A handle on the Redis store; clones share the connection and breaker.
+#[derive(Clone)]
+pub(crate) struct RedisStore {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    client: redis::Client,
+    connection: OnceLock<ConnectionManager>,
+    settings: RedisSettings,
+    breaker: Breaker,
+    scripts: Scripts,
+    undecodable_warnings: AtomicU64,
+}
+
+impl RedisStore {
+    pub(crate) fn new(client: redis::Client, settings: RedisSettings) -> Self {
+        let breaker = Breaker::new(settings.breaker_threshold, settings.breaker_cooldown);
+        Self {
+            shared: Arc::new(Shared {
+                client,
+                connection: OnceLock::new(),
+                settings,
+                breaker,
+                scripts: Scripts::new(),
+                undecodable_warnings: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    fn connection(&self) -> RedisResult<ConnectionManager> {
+        if let Some(connection) = self.shared.connection.get() {
+            return Ok(connection.clone());
+        }
+        let timeout = self.shared.settings.timeout;
+        // No retries inside the client: one attempt, bounded by `timeout`; the
+        // breaker and the next call decide what happens after a failure.
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(0);
+        let connection = ConnectionManager::new_lazy_with_config(self.shared.client.clone(), config)?;
+        Ok(self.shared.connection.get_or_init(|| connection).clone())
+    }
+
+    /// Runs one Redis exchange under the breaker and classifies its errors.
+    async fn call<T, F, Fut>(&self, urgency: Urgency, exchange: F) -> Result<T, CacheError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let permit: Permit<'_> = match urgency {
+            Urgency::Normal => self.shared.breaker.permit().ok_or(CacheError::BreakerOpen)?,
+            Urgency::Forced => self.shared.breaker.force_permit(),
+        };
+        let connection = match self.connection() {
+            Ok(connection) => connection,
+            Err(error) => {
+                permit.failed();
+                return Err(CacheError::Connection(error));
+            }
+        };
+        match exchange(connection).await {
+            Ok(value) => {
+                permit.succeeded();
+                Ok(value)
+            }
+            Err(error) => {
+                let error = CacheError::classify(error);
+                if error.is_outage() {
+                    permit.failed()
+                } else {
+                    permit.succeeded()
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Sends a pipeline that uses scripts, loading them once if Redis lost them.
+    async fn with_scripts<T: redis::FromRedisValue>(
+        &self,
+        urgency: Urgency,
+        pipe: &redis::Pipeline,
+    ) -> Result<T, CacheError> {
+        let first =
+            self.call(urgency, |mut connection| async move { pipe.query_async(&mut connection).await }).await;
+        match first {
+            Err(CacheError::Server(error)) if error.code() == Some("NOSCRIPT") => {
+                self.call(urgency, |mut connection| async move {
+                    for script in self.shared.scripts.all() {
+                        script.load_async(&mut connection).await?;
+                    }
+                    pipe.query_async(&mut connection).await
+                })
+                .await
+            }
+            other => other,
+        }
+    }
+
+    pub(crate) fn entry_key(&self, key: &[u8]) -> Vec<u8> {
+        let prefix = self.shared.settings.prefix.as_bytes();
+        let mut full = Vec::with_capacity(prefix.len() + key.len() + 3);
+        full.extend_from_slice(prefix);
+        full.extend_from_slice(b":{");
+        full.extend_from_slice(key);
+        full.push(b'}');
+        full
+    }
+
+    fn lease_key(entry_key: &[u8]) -> Vec<u8> {
+        let mut lease = Vec::with_capacity(entry_key.len() + 6);
+        lease.extend_from_slice(entry_key);
+        lease.extend_from_slice(b":lease");
+        lease
+    }
+
+    fn counter_key(&self, dependency: &str) -> String {
+        format!("{}:gen:{dependency}", self.shared.settings.prefix)
+    }
+
+    /// The entry's bytes and the current values of `counters`, in one round trip.
+    async fn read(
+        &self,
+        entry_key: &[u8],
+        counters: &[String],
+    ) -> Result<(Option<Vec<u8>>, Vec<Option<u64>>), CacheError> {
+        if counters.is_empty() {
+            let bytes = self
+                .call(Urgency::Normal, |mut connection| async move {
+                    redis::cmd("GET").arg(entry_key).query_async(&mut connection).await
+                })
+                .await?;
+            return Ok((bytes, Vec::new()));
+        }
+        let mut pipe = redis::pipe();
+        pipe.cmd("GET").arg(entry_key);
+        for counter in counters {
+            pipe.cmd("GET").arg(counter);
+        }
+        let values: Vec<Value> = self
+            .call(Urgency::Normal, |mut connection| async move { pipe.query_async(&mut connection).await })
+            .await?;
+        let mut values = values.into_iter();
+        let bytes = match values.next() {
+            Some(Value::BulkString(bytes)) => Some(bytes),
+            _ => None,
+        };
+        Ok((bytes, values.map(counter_value).collect()))
+    }
+
+    /// Current values of counters, one round trip.
+    async fn counters(&self, counters: &[String]) -> Result<Vec<Option<u64>>, CacheError> {
+        let values: Vec<Value> = self
+            .call(Urgency::Normal, |mut connection| async move {
+                redis::cmd("MGET").arg(counters).query_async(&mut connection).await
+            })
+            .await?;
+        Ok(values.into_iter().map(counter_value).collect())
+    }
+
+    /// Whether the entry's generations are all current.
+    async fn is_current(
+        &self,
+        request: &Request<'_>,
+        envelope: &Envelope,
+        fetched: Vec<Option<u64>>,
+    ) -> Result<bool, CacheError> {
+        let stored_under_callers = envelope.dependencies.len() == request.dependencies.len()
+            && envelope
+                .dependencies
+                .iter()
+                .zip(request.dependencies)
+                .all(|((name, _), caller)| name == caller);
+        let now = if stored_under_callers {
+            fetched
+        } else {
+            // Stored by a call with other tags (a tag that is not part of the key):
+            // the entry answers to the counters it was stored under.
+            let names: Vec<String> =
+                envelope.dependencies.iter().map(|(name, _)| self.counter_key(name)).collect();
+            if names.is_empty() { Vec::new() } else { self.counters(&names).await? }
+        };
+        Ok(now.len() == envelope.dependencies.len()
+            && envelope.dependencies.iter().zip(&now).all(|((_, seen), now)| Some(*seen) == *now))
+    }
+
+    fn undecodable(&self, request: &Request<'_>, error: &dyn std::fmt::Display) {
+        request.site.record_error("undecodable");
+        // One warning, then one every 1,000: a deploy that changes a type would
+        // otherwise log every read.
+        if self.shared.undecodable_warnings.fetch_add(1, Ordering::Relaxed).is_multiple_of(1000) {
+            tracing::warn!(function = request.site.function(), key = %request.key, %error, "undecodable entry treated as a miss");
+        }
+    }
+
+    fn unavailable(request: &Request<'_>, error: &CacheError) {
+        request.site.record_error(error.class());
+        tracing::debug!(function = request.site.function(), %error, "cache unavailable: running the function body");
+    }
+
+    /// Runs a raw command (for tools and tests).
+    pub(crate) async fn raw<T: redis::FromRedisValue>(&self, command: redis::Cmd) -> Result<T, CacheError> {
+        self.call(Urgency::Normal, |mut connection| async move { command.query_async(&mut connection).await })
+            .await
+    }
+
+    async fn invalidate_with(&self, targets: &Targets, urgency: Urgency) -> Result<(), CacheError> {
+        let entry_keys: Vec<Vec<u8>> =
+            targets.keys.iter().map(|key| self.entry_key(key.as_bytes())).collect();
+        let counters: Vec<String> = targets.dependencies.iter().map(|name| self.counter_key(name)).collect();
+        let mut pipe = redis::pipe();
+        for entry_key in &entry_keys {
+            pipe.cmd("DEL").arg(entry_key).arg(Self::lease_key(entry_key)).ignore();
+        }
+        for counter in &counters {
+            pipe.cmd("EVALSHA").arg(self.shared.scripts.bump.get_hash()).arg(1).arg(counter).ignore();
+        }
+        match self.with_scripts::<()>(urgency, &pipe).await {
+            Err(CacheError::OutOfMemory(_)) => {
+                // At `maxmemory` Redis refuses the bump but accepts deletes, and a
+                // deleted counter invalidates its entries just as well.
+                tracing::warn!("Redis is out of memory: invalidating by deleting the counters");
+                let mut pipe = redis::pipe();
+                for entry_key in &entry_keys {
+                    pipe.cmd("DEL").arg(entry_key).arg(Self::lease_key(entry_key)).ignore();
+                }
+                for counter in &counters {
+                    pipe.cmd("DEL").arg(counter).ignore();
+                }
+                self.call(urgency, |mut connection| async move { pipe.query_async(&mut connection).await })
+                    .await
+            }
+            other => other,
+        }
+    }
+}
+
+fn counter_value(value: Value) -> Option<u64> {
+    redis::from_redis_value::<Option<u64>>(value).ok().flatten()
+}
+
+fn expire_ms(duration: Duration) -> u64 {
+    duration_ms(duration).clamp(1, MAX_EXPIRE_MS)
+}
+
+fn token_text(token: u128) -> String {
+    format!("{token:032x}")
+}
+
+impl Store for RedisStore {
+    fn probe(&self, _key: &[u8], _fingerprint: u64) -> Option<Arc<MemoryEntry>> {
+        None
+    }
+
+    async fn lookup(&self, request: &Request<'_>) -> Found {
+        let entry_key = self.entry_key(request.key.as_bytes());
+        let counters: Vec<String> = request.dependencies.iter().map(|name| self.counter_key(name)).collect();
+        let (bytes, fetched) = match self.read(&entry_key, &counters).await {
+            Ok(found) => found,
+            Err(error @ CacheError::WrongType(_)) => {
+                self.undecodable(request, &error);
+                return Found::Miss;
+            }
+            Err(error) => {
+                Self::unavailable(request, &error);
+                return Found::Unavailable;
+            }
+        };
+        let Some(bytes) = bytes else { return Found::Miss };
+        let (envelope, value) = match Envelope::decode_erased(&bytes, request.ops, request.fingerprint) {
+            Ok(decoded) => decoded,
+            Err(error) => {
+                self.undecodable(request, &error);
+                return Found::Miss;
+            }
+        };
+        match self.is_current(request, &envelope, fetched).await {
+            Ok(true) => Found::Fresh(value, envelope.meta()),
+            Ok(false) => Found::Miss,
+            Err(error) => {
+                Self::unavailable(request, &error);
+                Found::Unavailable
+            }
+        }
+    }
+
+    async fn begin_load(&self, request: &Request<'_>, lifetime: Duration) -> Result<Ticket, CacheError> {
+        let token = new_token();
+        let lease_key = Self::lease_key(&self.entry_key(request.key.as_bytes()));
+        let settings = &self.shared.settings;
+        let counter_ms = expire_ms(lifetime.saturating_add(settings.lease));
+        let mut pipe = redis::pipe();
+        pipe.cmd("EVALSHA")
+            .arg(self.shared.scripts.acquire.get_hash())
+            .arg(1)
+            .arg(&lease_key)
+            .arg(token_text(token))
+            .arg(expire_ms(settings.lease));
+        for name in request.dependencies {
+            pipe.cmd("EVALSHA")
+                .arg(self.shared.scripts.observe.get_hash())
+                .arg(1)
+                .arg(self.counter_key(name))
+                .arg(counter_ms);
+        }
+        let values: Vec<Value> = self.with_scripts(Urgency::Normal, &pipe).await?;
+        let mut values = values.into_iter();
+        let lease = match values.next() {
+            Some(Value::Int(1)) => Lease::Held(token),
+            _ => Lease::Busy,
+        };
+        let generations = values.map(|value| counter_value(value).unwrap_or(0)).collect();
+        Ok(Ticket { lease, generations })
+    }
+
+    async fn commit(&self, request: &Request<'_>, ticket: &Ticket, fill: Fill<'_>) -> Commit {
+        let Lease::Held(token) = ticket.lease else { return Commit::NotStored };
+        let meta = EntryMeta::filled_now(fill.lifetime, fill.load_time, &ticket.generations);
+        let envelope = Envelope {
+            format: crate::codec::FORMAT_VERSION,
+            codec: request.ops.codec,
+            fingerprint: request.fingerprint,
+            filled_at_ms: meta.filled_at_ms,
+            fresh_until_ms: meta.fresh_until_ms,
+            stale_until_ms: meta.stale_until_ms,
+            load_micros: meta.load_micros,
+            dependencies: request
+                .dependencies
+                .iter()
+                .cloned()
+                .zip(ticket.generations.iter().copied())
+                .collect(),
+        };
+        let bytes = match envelope.encode_erased(request.ops, fill.value) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                request.site.record_error("encode");
+                tracing::warn!(function = request.site.function(), %error, "value not stored");
+                return Commit::NotStored;
+            }
+        };
+        request.site.record_value_bytes(bytes.len());
+        if bytes.len() > self.shared.settings.max_value_bytes {
+            tracing::debug!(
+                function = request.site.function(),
+                bytes = bytes.len(),
+                "value larger than max_value_bytes"
+            );
+            request.site.record_oversized();
+            return Commit::NotStored;
+        }
+        let entry_key = self.entry_key(request.key.as_bytes());
+        let mut pipe = redis::pipe();
+        pipe.cmd("EVALSHA")
+            .arg(self.shared.scripts.store.get_hash())
+            .arg(2)
+            .arg(&entry_key)
+            .arg(Self::lease_key(&entry_key))
+            .arg(token_text(token))
+            .arg(bytes)
+            .arg(expire_ms(fill.lifetime));
+        match self.with_scripts::<Vec<i64>>(Urgency::Normal, &pipe).await {
+            Ok(stored) if stored.first() == Some(&1) => Commit::Stored(meta),
+            Ok(_) => Commit::Refused,
+            Err(error) => {
+                Self::unavailable(request, &error);
+                Commit::NotStored
+            }
+        }
+    }
+
+    fn abandon(&self, key: &KeyWriter, ticket: &Ticket) {
+        let Lease::Held(token) = ticket.lease else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return; // no runtime to release it on: the lease expires by itself
+        };
+        let store = self.clone();
+        let lease_key = Self::lease_key(&self.entry_key(key.as_bytes()));
+        runtime.spawn(async move {
+            let mut pipe = redis::pipe();
+            pipe.cmd("EVALSHA")
+                .arg(store.shared.scripts.release.get_hash())
+                .arg(1)
+                .arg(lease_key)
+                .arg(token_text(token))
+                .ignore();
+            if let Err(error) = store.with_scripts::<()>(Urgency::Forced, &pipe).await {
+                tracing::debug!(%error, "lease not released: it expires by itself");
+            }
+        });
+    }
+
+    async fn invalidate(&self, targets: &Targets, urgency: Urgency) -> Result<(), CacheError> {
+        self.invalidate_with(targets, urgency).await
+    }
+
+    fn is_remote(&self) -> bool {
+        true
+    }
+
+    fn status(&self) -> LayerStatus {
+        LayerStatus {
+            kind: LayerKind::Redis,
+            entries: None,
+            weight_bytes: None,
+            breaker: Some(self.shared.breaker.state()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_share_the_entry_hash_slot() {
+        let store = RedisStore::new(
+            redis::Client::open("redis://127.0.0.1:1").expect("valid url"),
+            RedisSettings { prefix: "app:prod".into(), ..RedisSettings::default() },
+        );
+        let entry = store.entry_key(b"user:42");
+        assert_eq!(entry, b"app:prod:{user:42}");
+        assert_eq!(RedisStore::lease_key(&entry), b"app:prod:{user:42}:lease");
+        assert_eq!(store.counter_key("t:org:7"), "app:prod:gen:t:org:7");
+    }
+
+    #[test]
+    fn expiries_are_clamped_to_what_redis_accepts() {
+        assert_eq!(expire_ms(Duration::MAX), MAX_EXPIRE_MS);
+        assert_eq!(expire_ms(Duration::ZERO), 1);
+    }
+}
