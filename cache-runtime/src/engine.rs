@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use crate::cache::Cache;
 use crate::entry_info;
 use crate::single_flight::{FlightGuard, Outcome, Role, wait};
-use crate::store::{AnyStore, CacheError, Commit, Fill, Found, Lease, Request, Store, Ticket};
+use crate::store::{AnyStore, CacheError, Commit, Fill, Found, Lease, Request, Store, Ticket, new_token};
 use crate::value::SharedValue;
 
 /// How a call was answered.
@@ -63,8 +63,7 @@ where
                         flight.finish(Outcome::Stored);
                         Served::Cached(value)
                     }
-                    Claim::Load(ticket) => {
-                        let lease = LeaseGuard::new(&cache.inner.store, request, ticket);
+                    Claim::Load(lease) => {
                         let started = Instant::now();
                         let value = load.as_mut().await;
                         let load_time = started.elapsed();
@@ -108,22 +107,20 @@ async fn run_unstored<L: Future<Output = Option<SharedValue>>>(
 }
 
 /// What the leader of a flight may do.
-enum Claim {
+enum Claim<'s, 'r> {
     /// Another process stored the value meanwhile.
     Served(SharedValue),
-    /// Load; store with this ticket (`None`: the store is unavailable, do not store).
-    Load(Option<Ticket>),
+    /// Load, and store under this lease (without one, the store is unavailable: do not store).
+    Load(LeaseGuard<'s, 'r>),
 }
 
 /// Takes the lease, waiting at most `lease_wait` for another process's load.
-async fn claim(cache: &Cache, request: &Request<'_>, lifetime: Duration) -> Claim {
+async fn claim<'s, 'r>(cache: &'s Cache, request: &'s Request<'r>, lifetime: Duration) -> Claim<'s, 'r> {
     let store = &cache.inner.store;
-    let ticket = match store.begin_load(request, lifetime).await {
-        Ok(ticket) => ticket,
-        Err(error) => return Claim::Load(unavailable(request, &error)),
-    };
-    if ticket.lease != Lease::Busy {
-        return Claim::Load(Some(ticket));
+    match LeaseGuard::take(store, request, lifetime).await {
+        Ok(Some(lease)) => return Claim::Load(lease),
+        Ok(None) => {}
+        Err(error) => return Claim::Load(unavailable(store, request, &error)),
     }
     let deadline = Instant::now().checked_add(cache.lease_wait());
     let mut pause = Duration::from_millis(2);
@@ -134,24 +131,28 @@ async fn claim(cache: &Cache, request: &Request<'_>, lifetime: Duration) -> Clai
                 entry_info::record(|| meta.info(request.key, true));
                 return Claim::Served(value);
             }
-            Found::Unavailable => return Claim::Load(None),
+            Found::Unavailable => return Claim::Load(LeaseGuard::none(store, request)),
             Found::Fresh(..) | Found::Miss => {}
         }
-        match store.begin_load(request, lifetime).await {
-            Ok(ticket) if ticket.lease != Lease::Busy => return Claim::Load(Some(ticket)),
-            Ok(_) => {}
-            Err(error) => return Claim::Load(unavailable(request, &error)),
+        match LeaseGuard::take(store, request, lifetime).await {
+            Ok(Some(lease)) => return Claim::Load(lease),
+            Ok(None) => {}
+            Err(error) => return Claim::Load(unavailable(store, request, &error)),
         }
         pause = (pause * 2).min(Duration::from_millis(50));
     }
     tracing::debug!(function = request.site.function(), key = %request.key, "lease wait over: loading without storing");
-    Claim::Load(None)
+    Claim::Load(LeaseGuard::none(store, request))
 }
 
-fn unavailable(request: &Request<'_>, error: &CacheError) -> Option<Ticket> {
+fn unavailable<'s, 'r>(
+    store: &'s AnyStore,
+    request: &'s Request<'r>,
+    error: &CacheError,
+) -> LeaseGuard<'s, 'r> {
     request.site.record_error(error.class());
     tracing::debug!(function = request.site.function(), %error, "cache unavailable: running the function body");
-    None
+    LeaseGuard::none(store, request)
 }
 
 /// Commits the leader's value and tells the waiters.
@@ -167,7 +168,7 @@ async fn finish(
         return;
     };
     let value = fill.value.clone();
-    let Some(ticket) = lease.ticket.as_ref() else {
+    let Some((_, ticket)) = lease.held.as_ref() else {
         flight.finish(Outcome::Unstored(value));
         return;
     };
@@ -188,29 +189,50 @@ async fn finish(
     flight.finish(outcome);
 }
 
-/// Holds a load's ticket; dropped armed (load failed, cancelled, panicked, not
-/// stored), it gives the lease back at once, without waiting.
+/// A load's lease token and ticket. Armed from before the lease is asked for
+/// until the value is stored: dropped armed (load failed, cancelled, panicked,
+/// not stored, or cut off while the lease was being taken), it gives the lease
+/// back at once, without waiting.
 struct LeaseGuard<'s, 'r> {
     store: &'s AnyStore,
     request: &'s Request<'r>,
-    ticket: Option<Ticket>,
+    token: Option<u128>,
+    held: Option<(u128, Ticket)>,
 }
 
 impl<'s, 'r> LeaseGuard<'s, 'r> {
-    fn new(store: &'s AnyStore, request: &'s Request<'r>, ticket: Option<Ticket>) -> Self {
-        Self { store, request, ticket }
+    /// No lease: the value will not be stored.
+    fn none(store: &'s AnyStore, request: &'s Request<'r>) -> Self {
+        Self { store, request, token: None, held: None }
+    }
+
+    /// Asks for the lease; `Ok(None)` when another process holds it.
+    async fn take(
+        store: &'s AnyStore,
+        request: &'s Request<'r>,
+        lifetime: Duration,
+    ) -> Result<Option<Self>, CacheError> {
+        let mut guard = Self { store, request, token: Some(new_token()), held: None };
+        let token = guard.token.unwrap_or_default();
+        let ticket = store.begin_load(request, lifetime, token).await?;
+        if ticket.lease == Lease::Busy {
+            guard.token = None; // not ours: nothing to give back
+            return Ok(None);
+        }
+        guard.held = Some((token, ticket));
+        Ok(Some(guard))
     }
 
     /// The lease is gone already (stored, or taken by an invalidation).
     fn disarm(mut self) {
-        self.ticket = None;
+        self.token = None;
     }
 }
 
 impl Drop for LeaseGuard<'_, '_> {
     fn drop(&mut self) {
-        if let Some(ticket) = &self.ticket {
-            self.store.abandon(self.request.key, ticket);
+        if let Some(token) = self.token {
+            self.store.abandon(self.request.key, token);
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cache_runtime::{Cache, cached, invalidates};
 use serde::{Deserialize, Serialize};
@@ -434,7 +434,7 @@ impl VersionDb {
 
 /// Reads a row's version, then takes a little longer, as a real query would.
 #[cached(key = "row:<id>", ttl = 60, tags = ["rows:<org>"], version = "rows:<team>", cache = cache, skip = [cache, db, pause_us])]
-async fn read_row(cache: &Cache, db: &VersionDb, id: u64, org: u64, team: u64, pause_us: u64) -> u64 {
+pub async fn read_row(cache: &Cache, db: &VersionDb, id: u64, org: u64, team: u64, pause_us: u64) -> u64 {
     let version = db.version(id);
     tokio::time::sleep(Duration::from_micros(pause_us)).await;
     version
@@ -497,4 +497,122 @@ pub async fn randomized_reads_never_return_data_older_than_a_completed_invalidat
     }
     join_all(tasks).await;
     checked.load(Ordering::Relaxed)
+}
+
+/// What [`randomized_cancellation`] did and checked.
+#[derive(Debug, Default)]
+pub struct CancellationReport {
+    /// Reads started.
+    pub reads: usize,
+    /// Reads cancelled at a random point by a short timeout.
+    pub cancelled_reads: usize,
+    /// Reads that completed and were checked against the completed writes.
+    pub checked_reads: usize,
+    /// Writes (each followed by an invalidation).
+    pub writes: usize,
+    /// Invalidations cancelled at a random point.
+    pub cancelled_invalidations: usize,
+    /// The slowest read that was not cancelled.
+    pub slowest_read: Duration,
+}
+
+/// Readers and writers over a few rows on `caches` for `duration`, with calls
+/// cancelled at random points (timeouts of random length around the call):
+/// - a read that starts after an invalidation returned never returns an older version;
+/// - a read that is not cancelled returns within `bound`;
+/// - afterwards every row reads its newest version: no cancelled load or
+///   invalidation left anything stale behind.
+///
+/// # Panics
+/// When one of these fails.
+pub async fn randomized_cancellation(
+    caches: &[Cache],
+    duration: Duration,
+    bound: Duration,
+) -> CancellationReport {
+    const ROWS: u64 = 6;
+    let db = Arc::new(VersionDb::default());
+    let floors: Arc<Vec<std::sync::atomic::AtomicU64>> =
+        Arc::new((0..ROWS).map(|_| std::sync::atomic::AtomicU64::new(0)).collect());
+    let report = Arc::new(std::sync::Mutex::new(CancellationReport::default()));
+    let deadline = tokio::time::Instant::now() + duration;
+    let mut tasks = Vec::new();
+    for worker in 0..10_u64 {
+        let caches = caches.to_vec();
+        let (db, floors, report) = (Arc::clone(&db), Arc::clone(&floors), Arc::clone(&report));
+        tasks.push(tokio::spawn(async move {
+            let mut rng = fastrand::Rng::with_seed(1000 + worker);
+            while tokio::time::Instant::now() < deadline {
+                let cache = &caches[rng.usize(..caches.len())];
+                let id = rng.u64(..ROWS);
+                let (org, team) = (id % 2, id % 3);
+                let row = usize::try_from(id).unwrap();
+                // Half the calls get a budget of a few milliseconds: cancelled
+                // before, during or after the body, or at a Redis round trip.
+                let budget = if rng.bool() { Duration::from_micros(rng.u64(0..3_000)) } else { bound };
+                if worker < 2 {
+                    let version = db.write(id);
+                    let invalidation = async {
+                        match rng.u8(..3) {
+                            0 => invalidate_row_key(cache, id).await,
+                            1 => invalidate_row_tag(cache, org).await,
+                            _ => invalidate_row_version(cache, team).await,
+                        }
+                    };
+                    let completed = tokio::time::timeout(budget, invalidation).await.is_ok();
+                    if completed {
+                        floors[row].fetch_max(version, Ordering::SeqCst);
+                    }
+                    {
+                        let mut report = report.lock().unwrap();
+                        report.writes += 1;
+                        report.cancelled_invalidations += usize::from(!completed);
+                    }
+                    tokio::time::sleep(Duration::from_micros(rng.u64(200..2_000))).await;
+                } else {
+                    let floor = floors[row].load(Ordering::SeqCst);
+                    let started = Instant::now();
+                    let read =
+                        tokio::time::timeout(budget, read_row(cache, &db, id, org, team, rng.u64(0..1_500)))
+                            .await;
+                    let took = started.elapsed();
+                    let mut report = report.lock().unwrap();
+                    let report = &mut *report;
+                    report.reads += 1;
+                    match read {
+                        Ok(read) => {
+                            assert!(
+                                read >= floor,
+                                "row {id}: read version {read} after the invalidation of version {floor}"
+                            );
+                            report.checked_reads += 1;
+                            report.slowest_read = report.slowest_read.max(took);
+                        }
+                        Err(_) if budget == bound => {
+                            panic!("row {id}: a read waited past its bound of {bound:?}")
+                        }
+                        Err(_) => report.cancelled_reads += 1,
+                    }
+                }
+                // In-memory hits never wait: let the writers and timers run.
+                tokio::task::yield_now().await;
+            }
+        }));
+    }
+    join_all(tasks).await;
+    // Invalidations that were cancelled after they started still land (they run
+    // in a task of their own): once they have, every row reads its newest version.
+    let settle = Instant::now() + Duration::from_secs(2);
+    for id in 0..ROWS {
+        let newest = db.version(id);
+        loop {
+            let read = read_row(&caches[0], &db, id, id % 2, id % 3, 0).await;
+            if read == newest {
+                break;
+            }
+            assert!(Instant::now() < settle, "row {id} still reads version {read}, newest is {newest}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    Arc::try_unwrap(report).map(|report| report.into_inner().unwrap()).unwrap_or_default()
 }

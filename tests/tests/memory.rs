@@ -1,5 +1,7 @@
 //! The in-memory cache end to end.
 
+use std::time::Duration;
+
 use cache_runtime::{Cache, cached};
 use cache_tests::scenarios::{self, Read, bump_team, delete_user_key, get_user, touch_org};
 
@@ -73,4 +75,14 @@ async fn randomized_reads_never_return_data_older_than_a_completed_invalidation(
     .await;
     println!("checked {checked} reads");
     assert!(checked > 1_000, "only {checked} reads checked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn randomized_cancellation_leaves_nothing_stale_or_wedged() {
+    let cache = Cache::in_memory();
+    let report =
+        scenarios::randomized_cancellation(&[cache], Duration::from_secs(2), Duration::from_millis(500))
+            .await;
+    println!("{report:?}");
+    assert!(report.checked_reads > 1_000 && report.cancelled_reads > 100, "{report:?}");
 }

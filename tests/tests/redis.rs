@@ -466,3 +466,55 @@ async fn tls_urls_need_the_tls_feature() {
     let error = Cache::builder().redis("rediss://127.0.0.1:6380").unwrap_err().to_string();
     assert!(error.contains("`tls` feature"), "{error}");
 }
+
+/// Calls cancelled at random points, on three handles, with Redis paused for
+/// a while in the middle: no stale read, no read past its bound, no lease left
+/// behind, and the breaker closes once Redis answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn randomized_cancellation_leaves_nothing_stale_or_wedged() {
+    let fixture = fixture!();
+    let handles = [fixture.cache(), fixture.second_handle(), fixture.second_handle()];
+    let bound = Duration::from_secs(3);
+    let report = scenarios::randomized_cancellation(&handles, Duration::from_secs(2), bound).await;
+    println!("healthy Redis: {report:?}");
+    assert!(report.checked_reads > 300 && report.cancelled_reads > 50, "{report:?}");
+
+    // Redis stops answering mid-run: calls time out, breakers open.
+    fixture.server.pause();
+    let paused = {
+        let handles = handles.clone();
+        tokio::spawn(async move {
+            let db = scenarios::VersionDb::default();
+            let started = Instant::now();
+            for handle in &handles {
+                let _ = tokio::time::timeout(
+                    Duration::from_millis(5),
+                    scenarios::read_row(handle, &db, 1, 1, 1, 0),
+                )
+                .await;
+                scenarios::read_row(handle, &db, 2, 0, 2, 0).await;
+            }
+            started.elapsed()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    fixture.server.resume();
+    let took = paused.await.unwrap();
+    assert!(took < bound, "calls during the pause took {took:?}");
+    let report = scenarios::randomized_cancellation(&handles, Duration::from_secs(1), bound).await;
+    println!("after the pause: {report:?}");
+
+    let settle = Instant::now() + Duration::from_secs(3);
+    loop {
+        let leases = fixture.server.cli(&["KEYS", "*:lease"]);
+        let degraded = handles.iter().any(|handle| handle.status().degraded());
+        if leases.trim().is_empty() && !degraded {
+            break;
+        }
+        assert!(Instant::now() < settle, "leases left: {leases:?}, breaker open: {degraded}");
+        for handle in &handles {
+            let _ = handle.invalidate_tag("nothing").await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

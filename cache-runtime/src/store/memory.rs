@@ -16,9 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::generations::Generations;
-use super::{
-    Commit, Fill, Found, LayerKind, LayerStatus, Lease, Request, Store, Targets, Ticket, Urgency, new_token,
-};
+use super::{Commit, Fill, Found, LayerKind, LayerStatus, Lease, Request, Store, Targets, Ticket, Urgency};
 use crate::entry_info::EntryMeta;
 use crate::key::KeyWriter;
 use crate::store::CacheError;
@@ -138,8 +136,12 @@ impl Store for MemoryStore {
         }
     }
 
-    async fn begin_load(&self, request: &Request<'_>, _lifetime: Duration) -> Result<Ticket, CacheError> {
-        let token = new_token();
+    async fn begin_load(
+        &self,
+        request: &Request<'_>,
+        _lifetime: Duration,
+        token: u128,
+    ) -> Result<Ticket, CacheError> {
         // In process, single flight already makes one caller load; a newer load
         // of the key (after an invalidation) takes the lease over.
         self.leases_of(request.key.as_bytes()).insert(request.key.as_bytes().into(), token);
@@ -166,12 +168,10 @@ impl Store for MemoryStore {
         self.insert(request, ticket, &fill)
     }
 
-    fn abandon(&self, key: &KeyWriter, ticket: &Ticket) {
-        if let Lease::Held(token) = ticket.lease {
-            let mut leases = self.leases_of(key.as_bytes());
-            if leases.get(key.as_bytes()) == Some(&token) {
-                leases.remove(key.as_bytes());
-            }
+    fn abandon(&self, key: &KeyWriter, token: u128) {
+        let mut leases = self.leases_of(key.as_bytes());
+        if leases.get(key.as_bytes()) == Some(&token) {
+            leases.remove(key.as_bytes());
         }
     }
 

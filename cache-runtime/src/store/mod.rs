@@ -124,12 +124,19 @@ pub(crate) trait Store {
     fn probe(&self, key: &[u8], fingerprint: u64) -> Option<Arc<MemoryEntry>>;
     /// A fresh, valid entry, wherever the store keeps it.
     async fn lookup(&self, request: &Request<'_>) -> Found;
-    /// Takes the entry's lease and reads the generations of its dependencies.
-    async fn begin_load(&self, request: &Request<'_>, lifetime: Duration) -> Result<Ticket, CacheError>;
+    /// Takes the entry's lease for `token` and reads the generations of its
+    /// dependencies. The caller guards `token` before asking, so a call cut off
+    /// while the lease is being taken still gives it back.
+    async fn begin_load(
+        &self,
+        request: &Request<'_>,
+        lifetime: Duration,
+        token: u128,
+    ) -> Result<Ticket, CacheError>;
     /// Stores the value if the lease is still ours and no dependency moved.
     async fn commit(&self, request: &Request<'_>, ticket: &Ticket, fill: Fill<'_>) -> Commit;
-    /// Gives the lease back without storing; never waits.
-    fn abandon(&self, key: &KeyWriter, ticket: &Ticket);
+    /// Gives the lease of `token` back (if it holds it) without storing; never waits.
+    fn abandon(&self, key: &KeyWriter, token: u128);
     /// Deletes keys and moves dependencies to new generations.
     async fn invalidate(&self, targets: &Targets, urgency: Urgency) -> Result<(), CacheError>;
     /// Whether the store is outside the process (its calls can be cut off halfway).
@@ -162,16 +169,21 @@ impl Store for AnyStore {
         each_store!(self, store => store.lookup(request).await)
     }
 
-    async fn begin_load(&self, request: &Request<'_>, lifetime: Duration) -> Result<Ticket, CacheError> {
-        each_store!(self, store => store.begin_load(request, lifetime).await)
+    async fn begin_load(
+        &self,
+        request: &Request<'_>,
+        lifetime: Duration,
+        token: u128,
+    ) -> Result<Ticket, CacheError> {
+        each_store!(self, store => store.begin_load(request, lifetime, token).await)
     }
 
     async fn commit(&self, request: &Request<'_>, ticket: &Ticket, fill: Fill<'_>) -> Commit {
         each_store!(self, store => store.commit(request, ticket, fill).await)
     }
 
-    fn abandon(&self, key: &KeyWriter, ticket: &Ticket) {
-        each_store!(self, store => store.abandon(key, ticket));
+    fn abandon(&self, key: &KeyWriter, token: u128) {
+        each_store!(self, store => store.abandon(key, token));
     }
 
     async fn invalidate(&self, targets: &Targets, urgency: Urgency) -> Result<(), CacheError> {

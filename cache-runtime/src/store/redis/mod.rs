@@ -38,8 +38,7 @@ use redis::{RedisResult, Value};
 use scripts::Scripts;
 
 use super::{
-    Commit, Fill, Found, LayerKind, LayerStatus, Lease, MemoryEntry, Request, Store, Targets, Ticket,
-    Urgency, new_token,
+    Commit, Fill, Found, LayerKind, LayerStatus, Lease, MemoryEntry, Request, Store, Targets, Ticket, Urgency,
 };
 use crate::codec::Envelope;
 use crate::entry_info::{EntryMeta, duration_ms};
@@ -362,8 +361,12 @@ impl Store for RedisStore {
         }
     }
 
-    async fn begin_load(&self, request: &Request<'_>, lifetime: Duration) -> Result<Ticket, CacheError> {
-        let token = new_token();
+    async fn begin_load(
+        &self,
+        request: &Request<'_>,
+        lifetime: Duration,
+        token: u128,
+    ) -> Result<Ticket, CacheError> {
         let lease_key = Self::lease_key(&self.entry_key(request.key.as_bytes()));
         let settings = &self.shared.settings;
         let counter_ms = expire_ms(lifetime.saturating_add(settings.lease));
@@ -447,8 +450,7 @@ impl Store for RedisStore {
         }
     }
 
-    fn abandon(&self, key: &KeyWriter, ticket: &Ticket) {
-        let Lease::Held(token) = ticket.lease else { return };
+    fn abandon(&self, key: &KeyWriter, token: u128) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return; // no runtime to release it on: the lease expires by itself
         };
