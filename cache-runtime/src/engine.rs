@@ -168,8 +168,10 @@ async fn finish(
         return;
     };
     let value = fill.value.clone();
-    let Some((_, ticket)) = lease.held.as_ref() else {
-        flight.finish(Outcome::Unstored(value));
+    let Some((token, ticket)) = lease.held.as_ref() else {
+        // Loaded without a lease: nothing vouches for the value to callers
+        // that joined later, so they run their own bodies.
+        flight.finish(Outcome::Failed);
         return;
     };
     let outcome = match lease.store.commit(request, ticket, fill).await {
@@ -184,7 +186,13 @@ async fn finish(
             lease.disarm();
             Outcome::Retry
         }
-        Commit::NotStored => Outcome::Unstored(value),
+        // Current at the commit, but not stored: share it only if no
+        // invalidation, from any process, has overtaken it by now.
+        Commit::NotStored => match lease.store.still_current(request, *token, ticket).await {
+            Ok(true) => Outcome::Unstored(value),
+            Ok(false) => Outcome::Retry,
+            Err(_) => Outcome::Failed,
+        },
     };
     flight.finish(outcome);
 }

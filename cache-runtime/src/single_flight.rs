@@ -29,7 +29,8 @@ pub(crate) enum Outcome {
     Stored,
     /// The value is current but could not be stored (too large, store down): take it.
     Unstored(SharedValue),
-    /// The load failed (`Err`, `None`): do not wait for another leader.
+    /// The load failed (`Err`, `None`), or nothing vouches for its value: do
+    /// not wait for another leader, run your own body.
     Failed,
     /// No usable value (cancelled, panicked, invalidated): try again.
     Retry,

@@ -177,7 +177,7 @@ async fn a_cancelled_half_open_probe_does_not_leave_the_breaker_open() {
 
     server.pause();
     assert_eq!(row(&a, &source, 1).await, 1, "the body answers while Redis is paused");
-    assert!(a.is_degraded(), "one timeout opens a breaker of threshold 1");
+    assert!(a.status().degraded(), "one timeout opens a breaker of threshold 1");
     tokio::time::sleep(Duration::from_millis(250)).await; // past the 100 ms cooldown
     // The next call is the half-open probe; Redis does not answer and the caller gives up.
     let probe = timeout(Duration::from_millis(20), row(&a, &source, 1)).await;
@@ -195,7 +195,7 @@ async fn a_cancelled_half_open_probe_does_not_leave_the_breaker_open() {
     while started.elapsed() < Duration::from_secs(4) && (closed.is_none() || applied.is_none()) {
         // Drives probes on A without running a body.
         let _ = a.redis_command::<String>(cache_runtime::redis::cmd("PING")).await;
-        if closed.is_none() && !a.is_degraded() {
+        if closed.is_none() && !a.status().degraded() {
             closed = Some(started.elapsed());
         }
         if applied.is_none() && row(&b, &source, 1).await == 2 {
@@ -662,7 +662,7 @@ async fn calls_during(cache: &Cache, ids: std::ops::Range<u64>) -> bool {
             timeout(Duration::from_secs(10), plain(cache, &source, id)).await.expect("no answer in 10 s");
         assert_eq!(value, 9, "the body answers");
     }
-    cache.is_degraded()
+    cache.status().degraded()
 }
 
 fn assert_classified(class: &str, breaker_opened: bool, counters: &Counters) {
@@ -714,7 +714,7 @@ fn readonly_answers_open_the_breaker_and_are_no_undecodable_entries() {
         for id in 701..707 {
             timeout(Duration::from_secs(10), write_row_key(&cache, id)).await.expect("no answer in 10 s");
         }
-        assert_classified("READONLY", cache.is_degraded(), &counters);
+        assert_classified("READONLY", cache.status().degraded(), &counters);
     });
 }
 
@@ -868,5 +868,5 @@ async fn a_breaker_cooldown_of_duration_max_does_not_panic() {
         .await;
         assert_eq!(value, 5);
     }
-    assert!(cache.is_degraded(), "the failure opened the breaker");
+    assert!(cache.status().degraded(), "the failure opened the breaker");
 }

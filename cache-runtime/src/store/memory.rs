@@ -92,6 +92,14 @@ impl MemoryStore {
             && entry.dependencies.iter().all(|(name, seen)| self.generations.is_current(name, *seen))
     }
 
+    fn generations_current(&self, request: &Request<'_>, ticket: &Ticket) -> bool {
+        request
+            .dependencies
+            .iter()
+            .zip(&ticket.generations)
+            .all(|(name, generation)| self.generations.is_current(name, *generation))
+    }
+
     fn insert(&self, request: &Request<'_>, ticket: &Ticket, fill: &Fill<'_>) -> Commit {
         let dependencies: Box<[(Box<str>, u64)]> = request
             .dependencies
@@ -157,15 +165,20 @@ impl Store for MemoryStore {
             return Commit::Refused;
         }
         leases.remove(key);
-        let current = request
-            .dependencies
-            .iter()
-            .zip(&ticket.generations)
-            .all(|(name, generation)| self.generations.is_current(name, *generation));
-        if !current {
+        if !self.generations_current(request, ticket) {
             return Commit::Refused;
         }
         self.insert(request, ticket, &fill)
+    }
+
+    async fn still_current(
+        &self,
+        request: &Request<'_>,
+        token: u128,
+        ticket: &Ticket,
+    ) -> Result<bool, CacheError> {
+        let key = request.key.as_bytes();
+        Ok(self.leases_of(key).get(key) == Some(&token) && self.generations_current(request, ticket))
     }
 
     fn abandon(&self, key: &KeyWriter, token: u128) {

@@ -135,6 +135,14 @@ pub(crate) trait Store {
     ) -> Result<Ticket, CacheError>;
     /// Stores the value if the lease is still ours and no dependency moved.
     async fn commit(&self, request: &Request<'_>, ticket: &Ticket, fill: Fill<'_>) -> Commit;
+    /// Whether a load's value is still current: its lease still holds `token`
+    /// and no dependency moved. For values that could not be stored.
+    async fn still_current(
+        &self,
+        request: &Request<'_>,
+        token: u128,
+        ticket: &Ticket,
+    ) -> Result<bool, CacheError>;
     /// Gives the lease of `token` back (if it holds it) without storing; never waits.
     fn abandon(&self, key: &KeyWriter, token: u128);
     /// Deletes keys and moves dependencies to new generations.
@@ -180,6 +188,15 @@ impl Store for AnyStore {
 
     async fn commit(&self, request: &Request<'_>, ticket: &Ticket, fill: Fill<'_>) -> Commit {
         each_store!(self, store => store.commit(request, ticket, fill).await)
+    }
+
+    async fn still_current(
+        &self,
+        request: &Request<'_>,
+        token: u128,
+        ticket: &Ticket,
+    ) -> Result<bool, CacheError> {
+        each_store!(self, store => store.still_current(request, token, ticket).await)
     }
 
     fn abandon(&self, key: &KeyWriter, token: u128) {

@@ -450,6 +450,21 @@ impl Store for RedisStore {
         }
     }
 
+    async fn still_current(
+        &self,
+        request: &Request<'_>,
+        token: u128,
+        ticket: &Ticket,
+    ) -> Result<bool, CacheError> {
+        let lease_key = Self::lease_key(&self.entry_key(request.key.as_bytes()));
+        let counters: Vec<String> = request.dependencies.iter().map(|name| self.counter_key(name)).collect();
+        let (lease, now) = self.read(&lease_key, &counters).await?;
+        let held = lease.is_some_and(|holder| holder == token_text(token).as_bytes());
+        Ok(held
+            && now.len() == ticket.generations.len()
+            && now.iter().zip(&ticket.generations).all(|(now, seen)| *now == Some(*seen)))
+    }
+
     fn abandon(&self, key: &KeyWriter, token: u128) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return; // no runtime to release it on: the lease expires by itself
