@@ -55,21 +55,36 @@
 //!
 //! # When the cache fails
 //!
-//! A `#[cached]` call never fails because of the cache. Every Redis exchange is
-//! bounded by [`CacheBuilder::timeout`]; consecutive failures open a circuit
-//! breaker, after which calls skip Redis without waiting until a probe
-//! succeeds. Meanwhile the function body runs and its value is returned (and
-//! shared with concurrent callers of the same key). Undecodable entries — garbage,
-//! another type, another format — are misses, counted, and overwritten.
+//! A `#[cached]` call never fails because of the cache. Connecting to Redis
+//! and every answer are bounded by [`CacheBuilder::timeout`]; failures that
+//! mean Redis is not serving (see [`CacheError`]) open a circuit breaker,
+//! after which calls skip Redis without waiting until a probe succeeds.
+//! Meanwhile the function body runs and its value is returned. Undecodable
+//! entries — garbage, another type, another format — are misses, counted, and
+//! overwritten. [`Cache::status`] reports each layer's breaker.
 //!
 //! An `#[invalidates]` call returns its body's value whatever Redis does. Its
-//! invalidation is sent once (one round trip); if Redis cannot take it, it is
-//! retried in the background [`CacheBuilder::invalidation_attempts`] times in
-//! all, with backoff from 100 ms (about 1.5 s), then logged with `tracing` at
-//! error level and counted in `cache_invalidation_failures_total`. You can then
-//! rely on this: entries it should have removed are served at most until their
-//! own lifetime (`ttl + jitter`) ends; everything else stays correct. Pending
-//! retries die with the process.
+//! invalidation runs in a task of its own, so cancelling the caller cannot cut
+//! it off; at `maxmemory` it deletes counters instead of bumping them (Redis
+//! accepts deletes when full). If Redis does not take it, it is retried in the
+//! background [`CacheBuilder::invalidation_attempts`] times in all (100 ms,
+//! then doubling, at most 5 s apart), ignoring the breaker; pending retries
+//! show in [`CacheStatus::pending_invalidations`]; one given up is logged at
+//! error level and counted in `cache_invalidation_failures_total`, and the
+//! entries it should have removed are served at most until their own lifetime
+//! (`ttl + jitter`) ends. Pending retries die with the process.
+//!
+//! # Concurrency and cancellation
+//!
+//! - A call that starts after an invalidation of its key, tag or version
+//!   returned never returns a value loaded before it. A caller that was
+//!   already waiting for a load when the invalidation happened may still get
+//!   that load's value.
+//! - When a load fails (`Err`, `None`), every caller waiting for it runs its
+//!   own body at once: failures are not queued.
+//! - A call whose future is dropped at any `.await` gives its lease back at
+//!   once (without blocking `Drop`), hands its flight to a waiter, and leaves
+//!   the breaker as it found it.
 
 pub mod codec;
 
