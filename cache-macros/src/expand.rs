@@ -16,7 +16,12 @@
 //!     ).await
 //! }
 //! ```
-//! `#[invalidates]` renders its keys, tags and versions the same way, then calls
+//! In a method, the key starts with `w.write_impl_scope(P::type_name::<Self>())`
+//! so two impls never share an entry; a default key starts with
+//! `w.write_function_path(P::function_path(&|| {}))`, the type name of a
+//! closure in the body, which names the impl's type and every generic argument.
+//! `#[invalidates]` renders its keys, tags and versions the same way (in a
+//! method, each key both as written and scoped to `Self`), then calls
 //! `P::invalidating`, which runs the body and invalidates when it succeeded.
 //! Locals use mixed-site hygiene, so parameters named like them are untouched.
 //! The full expansions of two typical uses are committed in `snapshots/` and
@@ -90,13 +95,8 @@ fn placeholder_value(
     signature: &Signature,
     literal_span: Span,
 ) -> TokenStream {
-    let (base, span) = if root == "self" {
-        (quote_spanned!(literal_span=> self), literal_span)
-    } else {
-        let ident = signature.parameter(root).map_or_else(|| format_ident!("{}", root), |p| p.ident.clone());
-        let span = if fields.is_empty() { ident.span() } else { literal_span };
-        (quote!(#ident), span)
-    };
+    let ident = signature.parameter(root).map_or_else(|| format_ident!("{}", root), |p| p.ident.clone());
+    let span = if fields.is_empty() { ident.span() } else { literal_span };
     let fields = fields.iter().map(|field| match field.parse::<u32>() {
         Ok(index) => {
             let index = syn::Index { index, span };
@@ -107,13 +107,24 @@ fn placeholder_value(
             quote!(.#field)
         }
     });
-    quote_spanned!(span=> &#base #(#fields)*)
+    quote_spanned!(span=> &#ident #(#fields)*)
+}
+
+/// Whose key it is: a method's keys start with its impl's type.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// As written: a free function's, or a raw key a method invalidates as given.
+    Unscoped,
+    /// After `Self`'s type name, so two impls never share an entry.
+    ImplType,
 }
 
 /// A block that renders `template` into a fresh `KeyWriter`.
-fn render(template: &Template, signature: &Signature) -> TokenStream {
+fn render(template: &Template, signature: &Signature, scope: Scope) -> TokenStream {
     let writer = local("__cache_writer");
     let span = template.literal.span();
+    let scope = (scope == Scope::ImplType)
+        .then(|| quote!(#writer.write_impl_scope(::cache_runtime::__private::type_name::<Self>());));
     let steps = template.segments.iter().map(|segment| match segment {
         Segment::Literal(text) => quote!(#writer.write_literal(#text);),
         Segment::Placeholder(placeholder) => {
@@ -123,22 +134,25 @@ fn render(template: &Template, signature: &Signature) -> TokenStream {
     });
     quote!({
         let mut #writer = ::cache_runtime::__private::KeyWriter::new();
+        #scope
         #(#steps)*
         #writer
     })
 }
 
-/// The default key: `module::function`, then `:` and each parameter not skipped.
-fn render_default(function: &Ident, parameters: &[Ident]) -> TokenStream {
+/// The default key: the function's path, then `:` and each parameter not
+/// skipped. The path comes from the type name of a closure in the body, so it
+/// names the impl's type and every generic argument, even in a trait's default
+/// body or an associated function without `self`.
+fn render_default(parameters: &[Ident]) -> TokenStream {
     let writer = local("__cache_writer");
-    let name = function.to_string();
     let parts = parameters.iter().map(|parameter| {
         let span = parameter.span();
         quote_spanned!(span=> #writer.write_literal(":"); #writer.write_part(&#parameter);)
     });
     quote!({
         let mut #writer = ::cache_runtime::__private::KeyWriter::new();
-        #writer.write_literal(::cache_runtime::__private::concat!(::cache_runtime::__private::module_path!(), "::", #name));
+        #writer.write_function_path(::cache_runtime::__private::function_path(&|| {}));
         #(#parts)*
         #writer
     })
@@ -183,12 +197,14 @@ fn generate_cached(function: &ItemFn, signature: &Signature, plan: &CachedPlan) 
     let ItemFn { attrs, vis, sig, .. } = function;
     let name = sig.ident.to_string();
     let (ttl, jitter) = (plan.ttl, plan.jitter);
+    let scope = if signature.in_impl { Scope::ImplType } else { Scope::Unscoped };
     let key = match &plan.key {
-        KeyPlan::Template(template) => render(template, signature),
-        KeyPlan::Default(parameters) => render_default(&sig.ident, parameters),
+        KeyPlan::Template(template) => render(template, signature, scope),
+        KeyPlan::Default(parameters) => render_default(parameters),
     };
-    let tags = plan.tags.iter().map(|tag| render(tag, signature));
-    let versions = plan.versions.iter().map(|version| render(version, signature));
+    // Tags and versions group entries across functions: never scoped.
+    let tags = plan.tags.iter().map(|tag| render(tag, signature, Scope::Unscoped));
+    let versions = plan.versions.iter().map(|version| render(version, signature, Scope::Unscoped));
     let (tag_count, version_count) = (plan.tags.len(), plan.versions.len());
     let type_parameters = &signature.type_parameters;
     let mode = mode_path(signature.mode);
@@ -234,10 +250,17 @@ fn generate_cached(function: &ItemFn, signature: &Signature, plan: &CachedPlan) 
 
 fn generate_invalidates(function: &ItemFn, signature: &Signature, plan: &InvalidatesPlan) -> TokenStream {
     let ItemFn { attrs, vis, sig, .. } = function;
-    let keys = plan.keys.iter().map(|key| render(key, signature));
-    let tags = plan.tags.iter().map(|tag| render(tag, signature));
-    let versions = plan.versions.iter().map(|version| render(version, signature));
-    let counts = [plan.keys.len(), plan.tags.len(), plan.versions.len()];
+    // In a method, each key is removed as written (a free function's entry) and
+    // scoped to `Self` (an entry of a method of the same impl).
+    let scopes: &[Scope] =
+        if signature.in_impl { &[Scope::Unscoped, Scope::ImplType] } else { &[Scope::Unscoped] };
+    let keys: Vec<TokenStream> = scopes
+        .iter()
+        .flat_map(|&scope| plan.keys.iter().map(move |key| render(key, signature, scope)))
+        .collect();
+    let tags = plan.tags.iter().map(|tag| render(tag, signature, Scope::Unscoped));
+    let versions = plan.versions.iter().map(|version| render(version, signature, Scope::Unscoped));
+    let counts = [keys.len(), plan.tags.len(), plan.versions.len()];
     let mode = mode_path(signature.mode);
     let handle = cache_handle(plan.cache.as_ref());
     let body = body(function, signature);
@@ -295,6 +318,36 @@ mod tests {
             },
         );
         check_snapshot("cached_get_user.rs", &pretty(&expanded));
+    }
+
+    #[test]
+    fn method_expansions_match_the_snapshot() {
+        let explicit = super::cached(
+            quote!(key = "user:<self.tenant>:<id>", ttl = 60),
+            quote! {
+                async fn user(&self, id: u64) -> Option<User> {
+                    self.db.user(id).await
+                }
+            },
+        );
+        let default = super::cached(
+            quote!(ttl = 60, skip = [self]),
+            quote! {
+                async fn count(&self, org_id: u64) -> u64 {
+                    self.db.count(org_id).await
+                }
+            },
+        );
+        let write = super::invalidates(
+            quote!(keys = ["user:<self.tenant>:<id>"], tags = ["org:<org_id>"], skip = [name]),
+            quote! {
+                async fn rename(&self, id: u64, org_id: u64, name: String) -> Result<(), DbError> {
+                    self.db.rename(id, name).await
+                }
+            },
+        );
+        let expanded = quote!(impl Users { #explicit #default #write });
+        check_snapshot("methods_users.rs", &pretty(&expanded));
     }
 
     #[test]

@@ -5,9 +5,15 @@ use syn::{FnArg, Ident, ItemFn, Pat, ReceiverKind, ReturnType, Type};
 
 use crate::diagnostics::Errors;
 
-/// A named parameter.
+/// A named parameter; a method's receiver is one too, named `self`.
 pub(crate) struct Parameter {
     pub(crate) ident: Ident,
+}
+
+impl Parameter {
+    pub(crate) fn is_receiver(&self) -> bool {
+        self.ident == "self"
+    }
 }
 
 /// How the return value maps to what is cached (see `cache_runtime::__private::Mode`).
@@ -19,8 +25,13 @@ pub(crate) enum ReturnMode {
 }
 
 pub(crate) struct Signature {
+    /// Every parameter in order, the receiver (`self`) first when there is one.
     pub(crate) parameters: Vec<Parameter>,
-    pub(crate) has_receiver: bool,
+    /// Whether the function is certainly an associated function, so `Self`
+    /// names its impl's type: it takes `self`, or names `Self` in its signature
+    /// or body. An associated function that does neither looks exactly like a
+    /// free function to an attribute macro.
+    pub(crate) in_impl: bool,
     /// The declared return type, `()` when there is none.
     pub(crate) return_type: Type,
     pub(crate) mode: ReturnMode,
@@ -30,8 +41,9 @@ pub(crate) struct Signature {
 }
 
 impl Signature {
+    /// The names a template may use: `self` only as the root of a field path.
     pub(crate) fn parameter_names(&self) -> impl Iterator<Item = String> + '_ {
-        self.parameters.iter().map(|p| p.ident.to_string())
+        self.parameters.iter().filter(|p| !p.is_receiver()).map(|p| p.ident.to_string())
     }
 
     pub(crate) fn parameter(&self, name: &str) -> Option<&Parameter> {
@@ -70,6 +82,33 @@ impl<'ast> Visit<'ast> for BorrowFinder {
     }
 }
 
+/// Finds `Self` in a signature or body, outside nested items (whose `Self` is
+/// their own) and macro invocations (whose tokens are not parsed).
+#[derive(Default)]
+struct SelfFinder {
+    found: bool,
+}
+
+impl<'ast> Visit<'ast> for SelfFinder {
+    fn visit_path(&mut self, path: &'ast syn::Path) {
+        if path.segments.first().is_some_and(|segment| segment.ident == "Self") {
+            self.found = true;
+        }
+        syn::visit::visit_path(self, path);
+    }
+
+    fn visit_item(&mut self, _: &'ast syn::Item) {}
+
+    fn visit_macro(&mut self, _: &'ast syn::Macro) {}
+}
+
+fn names_self(function: &ItemFn) -> bool {
+    let mut finder = SelfFinder::default();
+    finder.visit_signature(&function.sig);
+    finder.visit_block(&function.block);
+    finder.found
+}
+
 fn return_mode(ty: &Type) -> ReturnMode {
     let Type::Path(path) = ty else {
         return ReturnMode::Plain;
@@ -99,6 +138,7 @@ pub(crate) fn analyze(
         match input {
             FnArg::Receiver(receiver) => {
                 has_receiver = true;
+                parameters.push(Parameter { ident: Ident::new("self", receiver.self_token.span) });
                 if let ReceiverKind::Reference(_, _, Some(mutability)) = &receiver.kind
                     && for_cache
                 {
@@ -143,5 +183,66 @@ pub(crate) fn analyze(
         }
     };
     let type_parameters = sig.generics.type_params().map(|param| param.ident.clone()).collect();
-    Signature { parameters, has_receiver, return_type, mode, return_type_nameable, type_parameters }
+    let in_impl = has_receiver || names_self(function);
+    Signature { parameters, in_impl, return_type, mode, return_type_nameable, type_parameters }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn in_impl(function: proc_macro2::TokenStream) -> bool {
+        let function: ItemFn = syn::parse2(function).expect("a function");
+        analyze(&function, "cached", true, &mut Errors::default()).in_impl
+    }
+
+    #[test]
+    fn a_receiver_or_self_makes_a_method() {
+        assert!(in_impl(quote::quote!(
+            async fn f(&self) {}
+        )));
+        assert!(in_impl(quote::quote!(
+            async fn f(self: Arc<Self>) {}
+        )));
+        assert!(in_impl(quote::quote!(
+            async fn f() -> Option<Self> {
+                None
+            }
+        )));
+        assert!(in_impl(quote::quote!(
+            async fn f(id: u64) -> u64 {
+                id * Self::SCALE
+            }
+        )));
+        assert!(in_impl(quote::quote!(
+            async fn f() -> u64 {
+                let x = Self { a: 1 };
+                x.a
+            }
+        )));
+    }
+
+    #[test]
+    fn nested_items_and_macros_do_not_make_a_method() {
+        assert!(!in_impl(quote::quote!(
+            async fn f(id: u64) -> u64 {
+                id
+            }
+        )));
+        assert!(!in_impl(quote::quote!(
+            async fn f() {
+                struct Local;
+                impl Local {
+                    fn new() -> Self {
+                        Local
+                    }
+                }
+            }
+        )));
+        assert!(!in_impl(quote::quote!(
+            async fn f() {
+                local_impl!(Self);
+            }
+        )));
+    }
 }

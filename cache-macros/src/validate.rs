@@ -14,7 +14,8 @@ use crate::template::{self, Template};
 pub(crate) enum KeyPlan {
     /// `key = "..."`.
     Template(Template),
-    /// No `key`: the function's path and every parameter not skipped, in order.
+    /// No `key`: the function's path (with its impl's type and generic
+    /// arguments) and every parameter not skipped, `self` included, in order.
     Default(Vec<Ident>),
 }
 
@@ -42,15 +43,8 @@ struct Context<'a> {
 
 impl Context<'_> {
     fn parameters(&self) -> String {
-        list(
-            self.signature
-                .parameters
-                .iter()
-                .map(|p| p.ident.to_string())
-                .collect::<Vec<_>>()
-                .iter()
-                .map(String::as_str),
-        )
+        let names: Vec<String> = self.signature.parameter_names().collect();
+        list(names.iter().map(String::as_str))
     }
 
     /// Parses templates and checks that each placeholder names a parameter.
@@ -63,8 +57,7 @@ impl Context<'_> {
             let mut known = true;
             for placeholder in template.placeholders() {
                 let root = placeholder.root.as_str();
-                let is_self = root == "self" && self.signature.has_receiver;
-                if is_self || self.signature.parameter(root).is_some() {
+                if self.signature.parameter(root).is_some() {
                     continue;
                 }
                 known = false;
@@ -160,14 +153,17 @@ pub(crate) fn cached(
                 let used = roots(&[template]);
                 for parameter in &signature.parameters {
                     let name = parameter.ident.to_string();
-                    if !accounted.contains(&name) && !skipped.contains(&name) {
-                        errors.at(
-                            &parameter.ident,
-                            format!(
-                                "parameter `{name}` is not part of the cache key, so calls that differ only in `{name}` would share one entry: add `<{name}>` to the key or list `{name}` in `skip = [...]`"
-                            ),
-                        );
+                    if accounted.contains(&name) || skipped.contains(&name) {
+                        continue;
                     }
+                    let message = if parameter.is_receiver() {
+                        "`self` is not part of the cache key, so calls on two different values would share one entry: add the fields the result depends on to the key (as in `<self.tenant>`), or list `self` in `skip = [...]` if the result does not depend on it".to_owned()
+                    } else {
+                        format!(
+                            "parameter `{name}` is not part of the cache key, so calls that differ only in `{name}` would share one entry: add `<{name}>` to the key or list `{name}` in `skip = [...]`"
+                        )
+                    };
+                    errors.at(&parameter.ident, message);
                 }
                 for name in &options.skip {
                     if used.contains(&name.to_string()) {
@@ -218,14 +214,17 @@ pub(crate) fn invalidates(
     let used = roots(&all);
     for parameter in &signature.parameters {
         let name = parameter.ident.to_string();
-        if !used.contains(&name) && !skipped.contains(&name) {
-            errors.at(
-                &parameter.ident,
-                format!(
-                    "parameter `{name}` is in no key, tag or version, so it does not say what this write changes: use `<{name}>` in a template or list `{name}` in `skip = [...]`"
-                ),
-            );
+        if used.contains(&name) || skipped.contains(&name) {
+            continue;
         }
+        let message = if parameter.is_receiver() {
+            "`self` is in no key, tag or version, so it does not say what this write changes: use the fields that do in a template (as in `<self.tenant>`), or list `self` in `skip = [...]`".to_owned()
+        } else {
+            format!(
+                "parameter `{name}` is in no key, tag or version, so it does not say what this write changes: use `<{name}>` in a template or list `{name}` in `skip = [...]`"
+            )
+        };
+        errors.at(&parameter.ident, message);
     }
     if !errors.is_empty() {
         return None;

@@ -27,6 +27,10 @@ const NONE_MARK: &str = "%none";
 /// Prefix of `Some(..)` for nested options, so `Some(None)` differs from `None`.
 const SOME_MARK: &str = "%some";
 
+/// Ends the impl's type at the start of a method's key: `%` followed by a
+/// character that is not a hex digit, which escaping never produces.
+const SCOPE_END: &str = "%:";
+
 /// A value that can be placed into a cache key.
 ///
 /// Implemented for integers, `bool`, `char`, strings, `Option<T>`, and references
@@ -152,6 +156,36 @@ impl KeyWriter {
         self.buf.push(b',');
     }
 
+    /// Starts a method's key with its impl's type (`type_name::<Self>()`), so
+    /// that two impls never share an entry: `app::Users%:count:7`.
+    #[doc(hidden)]
+    pub fn write_impl_scope(&mut self, type_name: &str) {
+        self.write_name(type_name);
+        self.write_literal(SCOPE_END);
+    }
+
+    /// Starts a default key with the function's path (see [`function_path`]).
+    #[doc(hidden)]
+    pub fn write_function_path(&mut self, path: &str) {
+        self.write_name(path);
+    }
+
+    /// Writes a Rust path or type name readably: only `%`, braces, whitespace
+    /// and control characters are escaped, which is enough to keep the
+    /// hash-tag braces balanced and to find where the name ends.
+    fn write_name(&mut self, name: &str) {
+        let bytes = name.as_bytes();
+        let mut start = 0;
+        for (index, &byte) in bytes.iter().enumerate() {
+            if matches!(byte, b'%' | b'{' | b'}' | b' ' | 0x7f) || byte < 0x20 {
+                self.buf.extend_from_slice(&bytes[start..index]);
+                self.push_escaped(byte);
+                start = index + 1;
+            }
+        }
+        self.buf.extend_from_slice(&bytes[start..]);
+    }
+
     fn push_escaped(&mut self, byte: u8) {
         self.buf.push(b'%');
         self.push_hex(byte);
@@ -227,6 +261,27 @@ impl fmt::Display for KeyWriter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// The path of the function whose body creates `marker` (a closure), with its
+/// impl's type and every generic argument: `app::Service<app::Mock>::count`,
+/// `<app::Pg as app::Store>::user` (a trait's default body names its
+/// implementor), `app::parse_as<u8>`. It is the start of a default key.
+///
+/// The text is [`core::any::type_name`]'s, which may change with the compiler:
+/// then default keys change too, and old entries are misses.
+#[doc(hidden)]
+#[must_use]
+pub fn function_path<F: ?Sized>(_marker: &F) -> &'static str {
+    let mut path = core::any::type_name::<F>();
+    // `::{{closure}}` for the marker, and once more for an `async fn`'s body.
+    while path.ends_with('}') {
+        match path.rsplit_once("::") {
+            Some((head, last)) if last.starts_with('{') => path = head,
+            _ => break,
+        }
+    }
+    path
 }
 
 fn needs_escape(byte: u8) -> bool {
@@ -415,6 +470,33 @@ mod tests {
         assert!(key.as_str().starts_with('é'));
     }
 
+    #[test]
+    fn function_paths_name_the_impl_and_drop_closures() {
+        struct Users;
+        impl Users {
+            fn path() -> &'static str {
+                function_path(&|| {})
+            }
+            async fn async_path() -> &'static str {
+                function_path(&|| {})
+            }
+        }
+        let expected = "key::tests::function_paths_name_the_impl_and_drop_closures::Users::";
+        assert!(Users::path().ends_with(&format!("{expected}path")), "{}", Users::path());
+        let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        let async_path = runtime.block_on(Users::async_path());
+        assert!(async_path.ends_with(&format!("{expected}async_path")), "{async_path}");
+    }
+
+    #[test]
+    fn impl_scopes_are_readable_and_end_unambiguously() {
+        let mut key = KeyWriter::new();
+        key.write_impl_scope("app::Pair<u8, app::{{closure}}>");
+        key.write_literal("count:");
+        key.write_part(&7_u8);
+        assert_eq!(key.as_str(), "app::Pair<u8,%20app::%7B%7Bclosure%7D%7D>%:count:7");
+    }
+
     /// Renders the template `t:<a>:<b>|<c>` the way generated code does.
     fn render_tuple(a: &str, b: &Option<String>, c: i64) -> Vec<u8> {
         let mut out = KeyWriter::new();
@@ -445,6 +527,25 @@ mod tests {
             let same_tuple = (&a1, &b1, c1) == (&a2, &b2, c2);
             let same_key = render_tuple(&a1, &b1, c1) == render_tuple(&a2, &b2, c2);
             proptest::prop_assert_eq!(same_tuple, same_key);
+        }
+
+        #[test]
+        fn impl_scoped_keys_are_injective_and_apart_from_free_functions(
+            t1 in tricky(), v1 in tricky(), t2 in tricky(), v2 in tricky(),
+        ) {
+            let scoped = |scope: &str, value: &str| {
+                let mut out = KeyWriter::new();
+                out.write_impl_scope(scope);
+                out.write_part(value);
+                out.as_bytes().to_vec()
+            };
+            let unscoped = |value: &str| {
+                let mut out = KeyWriter::new();
+                out.write_part(value);
+                out.as_bytes().to_vec()
+            };
+            proptest::prop_assert_eq!((&t1, &v1) == (&t2, &v2), scoped(&t1, &v1) == scoped(&t2, &v2));
+            proptest::prop_assert_ne!(scoped(&t1, &v1), unscoped(&v2));
         }
 
         #[test]

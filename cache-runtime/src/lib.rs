@@ -113,7 +113,7 @@ pub use cache::{AlreadyInstalled, Cache, CacheBuilder, CacheStatus, ConfigError,
 ///
 /// | option | meaning |
 /// | --- | --- |
-/// | `key = "user:<id>"` | the key template; `<name>` is a parameter, `<name.field>` a field of one. Default: the function's path and every parameter not skipped |
+/// | `key = "user:<id>"` | the key template; `<name>` is a parameter, `<name.field>` a field of one (`<self.tenant>` in a method). Default: the function's path (with its impl's type and generic arguments) and every parameter not skipped |
 /// | `ttl = 300` | seconds an entry is served (required) |
 /// | `jitter = 45` | up to this many seconds added at random to each entry's lifetime |
 /// | `tags = ["org:<org_id>"]` | groups invalidated together by `#[invalidates(tags = ...)]` |
@@ -127,6 +127,45 @@ pub use cache::{AlreadyInstalled, Cache, CacheBuilder, CacheStatus, ConfigError,
 /// `Serialize + DeserializeOwned + Clone + Send + Sync + 'static`; key parts
 /// must implement [`KeyPart`]. Every parameter must appear in the key, a tag
 /// or the version, or be skipped.
+///
+/// # Methods
+///
+/// `self` is a parameter like the others: put the fields the result depends
+/// on into the key (`<self.tenant>`), a tag or the version, or write
+/// `skip = [self]`; without `key`, an unskipped `self` is a key part itself.
+/// A method's entries belong to its impl's type, generic arguments included:
+/// `Users::count` and `Orders::count`, `Service<Pg>` and `Service<Mock>`, or a
+/// trait's default body in two implementors never share an entry, with or
+/// without `key`. An explicit key starts with `type_name::<Self>()`, a default
+/// key with the function's full path. An associated function without `self`
+/// counts as a method when it names `Self` in its signature or body (outside
+/// nested items and macro calls); otherwise its explicit key is used as
+/// written, since an attribute cannot see the `impl` around it (its default
+/// key still names the impl).
+///
+/// ```
+/// use cache_runtime::{Cache, cached};
+///
+/// struct Users { cache: Cache }
+/// struct Orders { cache: Cache }
+///
+/// impl Users {
+///     #[cached(key = "count:<org>", ttl = 60, cache = self.cache, skip = [self])]
+///     async fn count(&self, org: u64) -> u64 { org * 10 }
+/// }
+///
+/// impl Orders {
+///     #[cached(key = "count:<org>", ttl = 60, cache = self.cache, skip = [self])]
+///     async fn count(&self, org: u64) -> u64 { org * 100 }
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let cache = Cache::in_memory();
+/// let (users, orders) = (Users { cache: cache.clone() }, Orders { cache });
+/// assert_eq!(users.count(7).await, 70);
+/// assert_eq!(orders.count(7).await, 700); // not the `Users` entry
+/// # });
+/// ```
 ///
 /// ```
 /// use cache_runtime::{Cache, cached};
@@ -163,6 +202,13 @@ pub use cache_macros::cached;
 /// invalidated in one round trip; a failed write invalidates nothing. The
 /// function's value is returned unchanged either way.
 ///
+/// In a method, `self` must be in a template or in `skip`, like any parameter,
+/// and each key is removed twice: as written (a free function's entry) and
+/// scoped to `Self` (the entry of a `#[cached]` method of the same impl, see
+/// [`cached`]). A free function cannot name a method's key: invalidate such
+/// entries from a method of the same type, or through a tag or version, which
+/// are never scoped.
+///
 /// ```
 /// use cache_runtime::{Cache, cached, invalidates};
 ///
@@ -197,7 +243,7 @@ pub mod __private {
         AsCache, Dependencies, Invalidation, cache_of, cached, default_cache, invalidating,
     };
     pub use crate::codec::Postcard;
-    pub use crate::key::{KeyPart, KeyWriter};
+    pub use crate::key::{KeyPart, KeyWriter, function_path};
     pub use crate::mode::{CacheValue, Mode, OptionMode, PlainMode, ResultMode};
     pub use crate::site::Site;
     pub use core::any::type_name;

@@ -50,6 +50,30 @@ mod shadowing {
     pub async fn write(id: u64) -> ::core::result::Result<(), ()> {
         Ok(())
     }
+
+    fn type_name() {}
+    fn function_path() {}
+
+    pub static METHOD_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+    pub struct Methods;
+
+    impl Methods {
+        #[::cache_runtime::cached(key = "hygiene:<id>", ttl = 60, skip = [self])]
+        pub async fn read(&self, id: u64) -> u64 {
+            METHOD_RUNS.fetch_add(1, Ordering::SeqCst);
+            id
+        }
+
+        #[::cache_runtime::cached(ttl = 60, skip = [self])]
+        pub async fn without_key(&self, id: u64) -> u64 {
+            METHOD_RUNS.fetch_add(1, Ordering::SeqCst);
+            id
+        }
+
+        #[::cache_runtime::invalidates(keys = ["hygiene:<id>"], skip = [self])]
+        pub async fn write(&self, id: u64) {}
+    }
 }
 
 #[tokio::test]
@@ -63,4 +87,17 @@ async fn generated_code_ignores_local_items() {
     shadowing::write(1).await.unwrap();
     assert_eq!(shadowing::read(1).await, Some(1));
     assert_eq!(shadowing::RUNS.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn generated_code_in_methods_ignores_local_items() {
+    use std::sync::atomic::Ordering;
+    let methods = shadowing::Methods;
+    assert_eq!(methods.read(10).await, 10);
+    assert_eq!(methods.read(10).await, 10);
+    assert_eq!(methods.without_key(11).await, 11);
+    assert_eq!(methods.without_key(11).await, 11);
+    methods.write(10).await;
+    assert_eq!(methods.read(10).await, 10);
+    assert_eq!(shadowing::METHOD_RUNS.load(Ordering::SeqCst), 3);
 }

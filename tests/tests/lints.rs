@@ -48,11 +48,17 @@ impl Tenant {
         self.name.len()
     }
 
+    /// Ids by tenant, under the default key.
+    #[cached(ttl = 60, cache = self.cache, skip = [self])]
+    pub async fn ids(&self, first: u64) -> Vec<u64> {
+        vec![first]
+    }
+
     /// Renames an account.
     ///
     /// # Errors
     /// Never; returns `Result` to show that only `Ok` invalidates.
-    #[invalidates(keys = ["account:<id>"], tags = ["org:<org>"], versions = ["names"], cache = self.cache)]
+    #[invalidates(keys = ["account:<id>"], tags = ["org:<org>"], versions = ["names"], cache = self.cache, skip = [self])]
     pub async fn rename(&self, id: u64, org: u64) -> Result<(), String> {
         Ok(())
     }
@@ -65,5 +71,6 @@ async fn lint_clean_functions_work() {
     assert_eq!(by_name(&cache, "acct-7").await, Some(7));
     let tenant = Tenant { name: "acme".to_owned(), cache: cache.clone() };
     assert_eq!(tenant.count().await, 4);
+    assert_eq!(tenant.ids(3).await, [3]);
     tenant.rename(1, 2).await.unwrap();
 }

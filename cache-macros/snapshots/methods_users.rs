@@ -1,0 +1,155 @@
+impl Users {
+    async fn user(&self, id: u64) -> Option<User> {
+        static __CACHE_SITE: ::cache_runtime::__private::Site = ::cache_runtime::__private::Site::new(
+            ::cache_runtime::__private::concat!(
+                ::cache_runtime::__private::module_path!(), "::", "user"
+            ),
+            60u64,
+            0u64,
+        );
+        let __cache_key = {
+            let mut __cache_writer = ::cache_runtime::__private::KeyWriter::new();
+            __cache_writer
+                .write_impl_scope(::cache_runtime::__private::type_name::<Self>());
+            __cache_writer.write_literal("user:");
+            __cache_writer.write_part(&self.tenant);
+            __cache_writer.write_literal(":");
+            __cache_writer.write_part(&id);
+            __cache_writer
+        };
+        let __cache_dependencies = ::cache_runtime::__private::Dependencies {
+            tags: [],
+            versions: [],
+        };
+        ::cache_runtime::__private::cached::<
+            ::cache_runtime::__private::OptionMode,
+            Option<User>,
+            ::cache_runtime::__private::Postcard,
+            _,
+            _,
+            0usize,
+            0usize,
+        >(
+                &__CACHE_SITE,
+                ::cache_runtime::__private::default_cache(),
+                __cache_key,
+                __cache_dependencies,
+                &[],
+                async move {
+                    #[allow(
+                        clippy::let_and_return,
+                        clippy::needless_return,
+                        unreachable_code
+                    )]
+                    let __cache_ret: Option<User> = { self.db.user(id).await };
+                    __cache_ret
+                },
+            )
+            .await
+    }
+    async fn count(&self, org_id: u64) -> u64 {
+        static __CACHE_SITE: ::cache_runtime::__private::Site = ::cache_runtime::__private::Site::new(
+            ::cache_runtime::__private::concat!(
+                ::cache_runtime::__private::module_path!(), "::", "count"
+            ),
+            60u64,
+            0u64,
+        );
+        let __cache_key = {
+            let mut __cache_writer = ::cache_runtime::__private::KeyWriter::new();
+            __cache_writer
+                .write_function_path(::cache_runtime::__private::function_path(&|| {}));
+            __cache_writer.write_literal(":");
+            __cache_writer.write_part(&org_id);
+            __cache_writer
+        };
+        let __cache_dependencies = ::cache_runtime::__private::Dependencies {
+            tags: [],
+            versions: [],
+        };
+        ::cache_runtime::__private::cached::<
+            ::cache_runtime::__private::PlainMode,
+            u64,
+            ::cache_runtime::__private::Postcard,
+            _,
+            _,
+            0usize,
+            0usize,
+        >(
+                &__CACHE_SITE,
+                ::cache_runtime::__private::default_cache(),
+                __cache_key,
+                __cache_dependencies,
+                &[],
+                async move {
+                    #[allow(
+                        clippy::let_and_return,
+                        clippy::needless_return,
+                        unreachable_code
+                    )]
+                    let __cache_ret: u64 = { self.db.count(org_id).await };
+                    __cache_ret
+                },
+            )
+            .await
+    }
+    async fn rename(&self, id: u64, org_id: u64, name: String) -> Result<(), DbError> {
+        let __cache_invalidation = ::cache_runtime::__private::Invalidation {
+            keys: [
+                {
+                    let mut __cache_writer = ::cache_runtime::__private::KeyWriter::new();
+                    __cache_writer.write_literal("user:");
+                    __cache_writer.write_part(&self.tenant);
+                    __cache_writer.write_literal(":");
+                    __cache_writer.write_part(&id);
+                    __cache_writer
+                },
+                {
+                    let mut __cache_writer = ::cache_runtime::__private::KeyWriter::new();
+                    __cache_writer
+                        .write_impl_scope(
+                            ::cache_runtime::__private::type_name::<Self>(),
+                        );
+                    __cache_writer.write_literal("user:");
+                    __cache_writer.write_part(&self.tenant);
+                    __cache_writer.write_literal(":");
+                    __cache_writer.write_part(&id);
+                    __cache_writer
+                },
+            ],
+            tags: [
+                {
+                    let mut __cache_writer = ::cache_runtime::__private::KeyWriter::new();
+                    __cache_writer.write_literal("org:");
+                    __cache_writer.write_part(&org_id);
+                    __cache_writer
+                },
+            ],
+            versions: [],
+        };
+        ::cache_runtime::__private::invalidating::<
+            ::cache_runtime::__private::ResultMode,
+            _,
+            _,
+            _,
+            2usize,
+            1usize,
+            0usize,
+        >(
+                ::cache_runtime::__private::default_cache(),
+                __cache_invalidation,
+                async move {
+                    #[allow(
+                        clippy::let_and_return,
+                        clippy::needless_return,
+                        unreachable_code
+                    )]
+                    let __cache_ret: Result<(), DbError> = {
+                        self.db.rename(id, name).await
+                    };
+                    __cache_ret
+                },
+            )
+            .await
+    }
+}
