@@ -48,12 +48,18 @@ impl Users {
             .await
     }
     async fn count(&self, org_id: u64) -> u64 {
+        const __CACHE_TTL: ::cache_runtime::__private::u64 = COUNT_TTL;
+        const _: () = ::cache_runtime::__private::assert!(
+            __CACHE_TTL != 0,
+            "`ttl` is 0, which would never serve a cached value: give a positive number of seconds",
+        );
+        const __CACHE_JITTER: ::cache_runtime::__private::u64 = COUNT_TTL / 10;
         static __CACHE_SITE: ::cache_runtime::__private::Site = ::cache_runtime::__private::Site::new(
             ::cache_runtime::__private::concat!(
                 ::cache_runtime::__private::module_path!(), "::", "count"
             ),
-            60u64,
-            0u64,
+            __CACHE_TTL,
+            __CACHE_JITTER,
         );
         let __cache_key = {
             let mut __cache_writer = ::cache_runtime::__private::KeyWriter::new();

@@ -32,7 +32,7 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::{Expr, Ident, ItemFn};
 
 use crate::diagnostics::Errors;
-use crate::options::{CachedOptions, InvalidatesOptions};
+use crate::options::{CachedOptions, InvalidatesOptions, Seconds};
 use crate::signature::{self, ReturnMode, Signature};
 use crate::template::{Segment, Template};
 use crate::validate::{self, CachedPlan, InvalidatesPlan, KeyPlan};
@@ -193,10 +193,41 @@ fn body(function: &ItemFn, signature: &Signature) -> TokenStream {
     }
 }
 
+/// A number of seconds for `Site::new`, and the items that check a constant
+/// one: its type is pinned to `u64`, and a `ttl` must not be zero, both
+/// reported at the user's expression.
+fn seconds(seconds: &Seconds, name: &str, positive: bool) -> (TokenStream, TokenStream) {
+    match seconds {
+        Seconds::Literal { value, .. } => (TokenStream::new(), quote!(#value)),
+        Seconds::Const(expr) => {
+            let span = syn::spanned::Spanned::span(expr);
+            let item = local(name);
+            let check = positive.then(|| {
+                quote_spanned! {span=>
+                    const _: () = ::cache_runtime::__private::assert!(
+                        #item != 0,
+                        "`ttl` is 0, which would never serve a cached value: give a positive number of seconds",
+                    );
+                }
+            });
+            let items = quote_spanned! {span=>
+                const #item: ::cache_runtime::__private::u64 = #expr;
+                #check
+            };
+            (items, quote!(#item))
+        }
+        Seconds::Invalid => (TokenStream::new(), quote!(0u64)),
+    }
+}
+
 fn generate_cached(function: &ItemFn, signature: &Signature, plan: &CachedPlan) -> TokenStream {
     let ItemFn { attrs, vis, sig, .. } = function;
     let name = sig.ident.to_string();
-    let (ttl, jitter) = (plan.ttl, plan.jitter);
+    let (ttl_items, ttl) = seconds(&plan.ttl, "__CACHE_TTL", true);
+    let (jitter_items, jitter) = match &plan.jitter {
+        Some(jitter) => seconds(jitter, "__CACHE_JITTER", false),
+        None => (TokenStream::new(), quote!(0u64)),
+    };
     let scope = if signature.in_impl { Scope::ImplType } else { Scope::Unscoped };
     let key = match &plan.key {
         KeyPlan::Template(template) => render(template, signature, scope),
@@ -233,6 +264,8 @@ fn generate_cached(function: &ItemFn, signature: &Signature, plan: &CachedPlan) 
     quote! {
         #(#attrs)*
         #vis #sig {
+            #ttl_items
+            #jitter_items
             static #site: ::cache_runtime::__private::Site = ::cache_runtime::__private::Site::new(
                 ::cache_runtime::__private::concat!(::cache_runtime::__private::module_path!(), "::", #name),
                 #ttl,
@@ -331,7 +364,7 @@ mod tests {
             },
         );
         let default = super::cached(
-            quote!(ttl = 60, skip = [self]),
+            quote!(ttl = COUNT_TTL, jitter = COUNT_TTL / 10, skip = [self]),
             quote! {
                 async fn count(&self, org_id: u64) -> u64 {
                     self.db.count(org_id).await

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use proc_macro2::TokenStream;
 use syn::parse::{Parse, ParseStream, Parser};
 use syn::punctuated::Punctuated;
-use syn::{Expr, ExprArray, Ident, Lit, LitInt, LitStr, Token};
+use syn::{Expr, ExprArray, Ident, Lit, LitInt, LitStr, Token, UnOp};
 
 use crate::diagnostics::{Errors, closest, list};
 
@@ -38,10 +38,15 @@ fn parse_raw(attr: TokenStream) -> syn::Result<Vec<RawOption>> {
     Ok(parsed.into_iter().collect())
 }
 
-/// A positive number of seconds, with its literal for error spans.
-pub(crate) struct Seconds {
-    pub(crate) literal: LitInt,
-    pub(crate) value: u64,
+/// A number of seconds.
+pub(crate) enum Seconds {
+    /// `300`: checked here, with its literal for error spans.
+    Literal { literal: LitInt, value: u64 },
+    /// `USER_TTL`, `5 * 60`: a constant expression, checked by the compiler
+    /// through the generated code.
+    Const(Expr),
+    /// Malformed, and already reported.
+    Invalid,
 }
 
 /// The options of `#[cached(...)]`.
@@ -136,20 +141,32 @@ fn idents(expr: &Expr, errors: &mut Errors) -> Vec<Ident> {
     names
 }
 
-fn seconds(expr: &Expr, name: &str, errors: &mut Errors) -> Option<Seconds> {
-    if let Expr::Lit(lit) = expr
-        && let Lit::Int(int) = &lit.lit
-    {
-        return match int.base10_parse::<u64>() {
-            Ok(value) => Some(Seconds { literal: int.clone(), value }),
-            Err(error) => {
-                errors.push(error);
-                None
+fn seconds(expr: &Expr, name: &str, errors: &mut Errors) -> Seconds {
+    match expr {
+        Expr::Lit(lit) => match &lit.lit {
+            Lit::Int(int) => match int.base10_parse::<u64>() {
+                Ok(value) => Seconds::Literal { literal: int.clone(), value },
+                Err(error) => {
+                    errors.push(error);
+                    Seconds::Invalid
+                }
+            },
+            other => {
+                errors.at(
+                    other,
+                    format!(
+                        "expected `{name}` in whole seconds: a number such as `{name} = 300`, or a constant such as `{name} = USER_TTL` or `{name} = 5 * 60`"
+                    ),
+                );
+                Seconds::Invalid
             }
-        };
+        },
+        Expr::Unary(unary) if matches!(unary.op, UnOp::Neg(_)) => {
+            errors.at(expr, format!("`{name}` cannot be negative: give a whole number of seconds"));
+            Seconds::Invalid
+        }
+        _ => Seconds::Const(expr.clone()),
     }
-    errors.at(expr, format!("expected `{name}` in whole seconds, such as `{name} = 300`"));
-    None
 }
 
 impl CachedOptions {
@@ -172,8 +189,8 @@ impl CachedOptions {
             let value = &option.value;
             match name.as_str() {
                 "key" => options.key = string(value, "a key template", errors),
-                "ttl" => options.ttl = seconds(value, "ttl", errors),
-                "jitter" => options.jitter = seconds(value, "jitter", errors),
+                "ttl" => options.ttl = Some(seconds(value, "ttl", errors)),
+                "jitter" => options.jitter = Some(seconds(value, "jitter", errors)),
                 "tags" => options.tags = strings(value, "a tag template", errors),
                 "version" => options.version = string(value, "a version template", errors),
                 "skip" => options.skip = idents(value, errors),

@@ -3,10 +3,11 @@
 use std::collections::HashSet;
 
 use proc_macro2::Span;
+use syn::visit::Visit;
 use syn::{Expr, Ident, LitStr};
 
 use crate::diagnostics::{Errors, closest, list};
-use crate::options::{CachedOptions, InvalidatesOptions};
+use crate::options::{CachedOptions, InvalidatesOptions, Seconds};
 use crate::signature::Signature;
 use crate::template::{self, Template};
 
@@ -23,8 +24,8 @@ pub(crate) struct CachedPlan {
     pub(crate) key: KeyPlan,
     pub(crate) tags: Vec<Template>,
     pub(crate) versions: Vec<Template>,
-    pub(crate) ttl: u64,
-    pub(crate) jitter: u64,
+    pub(crate) ttl: Seconds,
+    pub(crate) jitter: Option<Seconds>,
     pub(crate) cache: Option<Expr>,
     pub(crate) codec: Option<syn::Path>,
 }
@@ -112,6 +113,45 @@ fn roots(templates: &[&Template]) -> HashSet<String> {
     templates.iter().flat_map(|t| t.placeholders()).map(|p| p.root.clone()).collect()
 }
 
+/// Finds what a constant `ttl` or `jitter` cannot name: the function's
+/// parameters and generics, and `Self`, none of which are in scope where the
+/// function's `static` site is built.
+struct NotConstant<'a> {
+    option: &'static str,
+    signature: &'a Signature,
+    errors: &'a mut Errors,
+}
+
+impl<'ast> Visit<'ast> for NotConstant<'_> {
+    fn visit_path(&mut self, path: &'ast syn::Path) {
+        let option = self.option;
+        if let Some(first) = path.segments.first() {
+            let name = first.ident.to_string();
+            if path.leading_colon.is_none()
+                && path.segments.len() == 1
+                && self.signature.parameter(&name).is_some()
+            {
+                self.errors.at(
+                    path,
+                    format!("`{option}` must be known at compile time, but `{name}` is a parameter: give a number or a `const`, such as `{option} = USER_TTL`"),
+                );
+            } else if name == "Self" || self.signature.type_parameters.contains(&first.ident) {
+                self.errors.at(
+                    &first.ident,
+                    format!("`{option}` cannot name `{name}`: it is read by a `static` inside the function, where `Self` and generic parameters are not in scope; use a `const` outside the impl, such as `{option} = USER_TTL`"),
+                );
+            }
+        }
+        syn::visit::visit_path(self, path);
+    }
+
+    fn visit_item(&mut self, _: &'ast syn::Item) {}
+}
+
+fn check_constant(expr: &Expr, option: &'static str, signature: &Signature, errors: &mut Errors) {
+    NotConstant { option, signature, errors }.visit_expr(expr);
+}
+
 pub(crate) fn cached(
     options: CachedOptions,
     signature: &Signature,
@@ -119,24 +159,21 @@ pub(crate) fn cached(
     errors: &mut Errors,
 ) -> Option<CachedPlan> {
     let context = Context { signature, function };
-    let ttl = match &options.ttl {
-        None => {
-            errors.at_span(
-                Span::call_site(),
-                "`#[cached]` needs `ttl = <seconds>`: how long a value may be served is a product decision, so there is no default",
-            );
-            0
-        }
-        Some(ttl) if ttl.value == 0 => {
-            errors.at(
-                &ttl.literal,
-                "`ttl = 0` would never serve a cached value: give a positive number of seconds",
-            );
-            0
-        }
-        Some(ttl) => ttl.value,
-    };
-    let jitter = options.jitter.as_ref().map_or(0, |jitter| jitter.value);
+    match &options.ttl {
+        None => errors.at_span(
+            Span::call_site(),
+            "`#[cached]` needs `ttl = <seconds>`: how long a value may be served is a product decision, so there is no default",
+        ),
+        Some(Seconds::Literal { literal, value: 0 }) => errors.at(
+            literal,
+            "`ttl = 0` would never serve a cached value: give a positive number of seconds",
+        ),
+        Some(Seconds::Const(expr)) => check_constant(expr, "ttl", signature, errors),
+        Some(Seconds::Literal { .. } | Seconds::Invalid) => {}
+    }
+    if let Some(Seconds::Const(expr)) = &options.jitter {
+        check_constant(expr, "jitter", signature, errors);
+    }
     let skipped = context.skipped(&options.skip, errors);
     let tags = context.templates(&options.tags, errors);
     let versions = context.templates(options.version.as_slice(), errors);
@@ -190,7 +227,15 @@ pub(crate) fn cached(
     if !errors.is_empty() {
         return None;
     }
-    Some(CachedPlan { key: key?, tags, versions, ttl, jitter, cache: options.cache, codec: options.codec })
+    Some(CachedPlan {
+        key: key?,
+        tags,
+        versions,
+        ttl: options.ttl?,
+        jitter: options.jitter,
+        cache: options.cache,
+        codec: options.codec,
+    })
 }
 
 pub(crate) fn invalidates(

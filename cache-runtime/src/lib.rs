@@ -114,8 +114,8 @@ pub use cache::{AlreadyInstalled, Cache, CacheBuilder, CacheStatus, ConfigError,
 /// | option | meaning |
 /// | --- | --- |
 /// | `key = "user:<id>"` | the key template; `<name>` is a parameter, `<name.field>` a field of one (`<self.tenant>` in a method). Default: the function's path (with its impl's type and generic arguments) and every parameter not skipped |
-/// | `ttl = 300` | seconds an entry is served (required) |
-/// | `jitter = 45` | up to this many seconds added at random to each entry's lifetime |
+/// | `ttl = 300` | seconds an entry is served (required): a number or a `u64` constant expression (`USER_TTL`, `5 * 60`, `PAGE_TTL.as_secs()`), checked at compile time to be positive |
+/// | `jitter = 45` | up to this many seconds added at random to each entry's lifetime; a number or a constant expression too |
 /// | `tags = ["org:<org_id>"]` | groups invalidated together by `#[invalidates(tags = ...)]` |
 /// | `version = "team:<team_id>"` | a versioned namespace: bumping it drops every entry in it at once |
 /// | `skip = [db]` | parameters that are not part of the result's identity |
@@ -127,6 +127,10 @@ pub use cache::{AlreadyInstalled, Cache, CacheBuilder, CacheStatus, ConfigError,
 /// `Serialize + DeserializeOwned + Clone + Send + Sync + 'static`; key parts
 /// must implement [`KeyPart`]. Every parameter must appear in the key, a tag
 /// or the version, or be skipped.
+///
+/// A constant `ttl` or `jitter` is read by a `static` inside the function, so
+/// it cannot name the function's parameters, its generics or `Self`: use a
+/// `const` outside the impl (the macro says so at the offending name).
 ///
 /// # Methods
 ///
@@ -247,5 +251,6 @@ pub mod __private {
     pub use crate::mode::{CacheValue, Mode, OptionMode, PlainMode, ResultMode};
     pub use crate::site::Site;
     pub use core::any::type_name;
-    pub use core::{concat, module_path};
+    pub use core::primitive::u64;
+    pub use core::{assert, concat, module_path};
 }

@@ -29,6 +29,12 @@ mod shadowing {
             compile_error!("the local module_path! was used")
         };
     }
+    macro_rules! assert {
+        ($($t:tt)*) => {
+            compile_error!("the local assert! was used")
+        };
+    }
+    const TTL: u64 = 60;
     fn default_cache() {}
     fn cached() {}
 
@@ -40,7 +46,7 @@ mod shadowing {
         ::core::option::Option::Some(id)
     }
 
-    #[::cache_runtime::cached(ttl = 60)]
+    #[::cache_runtime::cached(ttl = TTL, jitter = TTL / 10)]
     pub async fn without_key(id: u64) -> u64 {
         RUNS.fetch_add(1, Ordering::SeqCst);
         id

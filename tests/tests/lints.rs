@@ -27,8 +27,11 @@ pub async fn account(cache: &Cache, id: u64, org: u64) -> Result<Account, String
     Ok(Account { id, org })
 }
 
+/// How long a name lookup is served.
+const NAME_TTL: u64 = 60;
+
 /// Finds an account by name.
-#[cached(key = "by-name:<name>", ttl = 60, version = "names", cache = cache, skip = [cache])]
+#[cached(key = "by-name:<name>", ttl = NAME_TTL, jitter = NAME_TTL / 6, version = "names", cache = cache, skip = [cache])]
 pub async fn by_name(cache: &Cache, name: &str) -> Option<u64> {
     name.strip_prefix("acct-").and_then(|id| id.parse().ok())
 }
