@@ -11,6 +11,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use smallvec::SmallVec;
 
@@ -27,15 +28,37 @@ const NONE_MARK: &str = "%none";
 /// Prefix of `Some(..)` for nested options, so `Some(None)` differs from `None`.
 const SOME_MARK: &str = "%some";
 
-/// Ends the impl's type at the start of a method's key: `%` followed by a
-/// character that is not a hex digit, which escaping never produces.
+/// Ends the impl's type at the start of a method's key. Like every marker
+/// below, `%` followed by a character that is not an uppercase hex digit,
+/// which escaping never produces.
 const SCOPE_END: &str = "%:";
+
+/// Structure inside a value: sequences (slices, arrays, `Vec`) are
+/// `%[a%.b%]`, tuples `%(a%.b%)`, and an element that renders to nothing is
+/// `%e`, so `[]` and `[""]` differ. Values never contain these markers, so
+/// nested values (`Vec<Vec<String>>`, tuples of strings with separators) stay
+/// injective, and a sequence is self-delimiting wherever it sits in a template.
+const SEQUENCE_START: &str = "%[";
+const SEQUENCE_END: &str = "%]";
+const TUPLE_START: &str = "%(";
+const TUPLE_END: &str = "%)";
+const ELEMENT_SEPARATOR: &str = "%.";
+const EMPTY_ELEMENT: &str = "%e";
 
 /// A value that can be placed into a cache key.
 ///
-/// Implemented for integers, `bool`, `char`, strings, `Option<T>`, and references
-/// and smart pointers to those. Implement it for your own identifiers by writing
-/// their parts through the [`KeyWriter`], which escapes them:
+/// Implemented for integers, `bool`, `char`, strings, [`SystemTime`]
+/// (nanoseconds since the Unix epoch, negative before it), `Option<T>`,
+/// tuples of up to six key parts, slices, arrays and `Vec`s of key parts, and
+/// references and smart pointers to those. With cargo features of this crate:
+/// `uuid::Uuid` (`uuid`); `chrono`'s `DateTime<Utc>`, `NaiveDateTime` and
+/// `NaiveDate` (`chrono`); `time`'s `OffsetDateTime`, `PrimitiveDateTime` and
+/// `Date` (`time`). Dates and times render in ISO 8601's basic format, which
+/// has no `:`, an instant in UTC: `20240102T030405.5Z`.
+///
+/// Implement it for your own identifiers by writing their parts through the
+/// [`KeyWriter`], which escapes them (for another crate's type, wrap it in a
+/// newtype of yours first):
 ///
 /// ```
 /// use cache_runtime::{KeyPart, KeyWriter};
@@ -54,10 +77,24 @@ const SCOPE_END: &str = "%:";
 /// TenantId { region: "eu:west".into(), number: 7 }.write_key(&mut out);
 /// assert_eq!(out.as_str(), "eu%3Awest,7");
 /// ```
+///
+/// Composite values keep their structure in the key, so different values
+/// never render alike:
+///
+/// ```
+/// use cache_runtime::KeyWriter;
+///
+/// let render = |part: &dyn Fn(&mut KeyWriter)| { let mut out = KeyWriter::new(); part(&mut out); out.to_string() };
+/// assert_eq!(render(&|out| out.write_part(&vec!["a", "b:c"])), "%[a%.b%3Ac%]");
+/// assert_eq!(render(&|out| out.write_part(&("a", 7_u8))), "%(a%.7%)");
+/// assert_ne!(render(&|out| out.write_part(&Vec::<String>::new())), render(&|out| out.write_part(&vec![""])));
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be part of a cache key",
     label = "this value is placed into the cache key",
-    note = "implement `cache_runtime::KeyPart` for `{Self}`, use a field that is an integer, string, bool or char (`<param.field>`), or list the parameter in `skip = [...]`"
+    note = "use a field that is a key part (`<param.field>`), or list the parameter in `skip = [...]` (`skip = [self]` for a method's receiver)",
+    note = "key parts are integers, `bool`, `char`, strings and `SystemTime`, and `Option`s, tuples, slices, arrays and `Vec`s of them; `uuid`, `chrono` and `time` types need the cargo feature of that name on `cache-runtime`",
+    note = "for a type of your own, implement `cache_runtime::KeyPart` (wrap another crate's type in a newtype first); in a generic function, add the bound `T: cache_runtime::KeyPart`"
 )]
 pub trait KeyPart {
     /// Writes this value into the key, escaped so rendering stays injective.
@@ -184,6 +221,65 @@ impl KeyWriter {
             }
         }
         self.buf.extend_from_slice(&bytes[start..]);
+    }
+
+    /// Writes one element of a sequence or tuple: `%.` before all but the
+    /// first, and `%e` for an element that renders to nothing.
+    fn write_element<T: KeyPart + ?Sized>(&mut self, index: usize, element: &T) {
+        if index > 0 {
+            self.write_literal(ELEMENT_SEPARATOR);
+        }
+        let before = self.buf.len();
+        element.write_key(self);
+        if self.buf.len() == before {
+            self.write_literal(EMPTY_ELEMENT);
+        }
+    }
+
+    /// `value` in decimal, zero-padded to `width` digits.
+    fn write_padded(&mut self, value: u64, width: usize) {
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(value);
+        for _ in digits.len()..width {
+            self.buf.push(b'0');
+        }
+        self.buf.extend_from_slice(digits.as_bytes());
+    }
+
+    /// `YYYYMMDD`, ISO 8601's basic format (no `:`, which keys reserve); a year
+    /// before 0 has a `-`, one after 9999 a `+`.
+    #[cfg_attr(not(any(feature = "chrono", feature = "time")), allow(dead_code))]
+    fn write_date(&mut self, year: i32, month: u32, day: u32) {
+        if year < 0 {
+            self.buf.push(b'-');
+        } else if year > 9999 {
+            self.buf.push(b'+');
+        }
+        self.write_padded(u64::from(year.unsigned_abs()), 4);
+        self.write_padded(u64::from(month), 2);
+        self.write_padded(u64::from(day), 2);
+    }
+
+    /// `THHMMSS` and, when not zero, `.` and the fraction of a second without
+    /// trailing zeros. `nanos` of a second or more mark a leap second (`60`).
+    #[cfg_attr(not(any(feature = "chrono", feature = "time")), allow(dead_code))]
+    fn write_time(&mut self, hour: u32, minute: u32, second: u32, nanos: u32) {
+        const NANOS_PER_SECOND: u32 = 1_000_000_000;
+        let (second, mut nanos) =
+            if nanos >= NANOS_PER_SECOND { (second + 1, nanos - NANOS_PER_SECOND) } else { (second, nanos) };
+        self.buf.push(b'T');
+        self.write_padded(u64::from(hour), 2);
+        self.write_padded(u64::from(minute), 2);
+        self.write_padded(u64::from(second), 2);
+        if nanos > 0 {
+            let mut width = 9;
+            while nanos % 10 == 0 {
+                nanos /= 10;
+                width -= 1;
+            }
+            self.buf.push(b'.');
+            self.write_padded(u64::from(nanos), width);
+        }
     }
 
     fn push_escaped(&mut self, byte: u8) {
@@ -406,6 +502,141 @@ macro_rules! forward_key_part {
 }
 forward_key_part!(&T, &mut T, Box<T>, Arc<T>, Rc<T>);
 
+impl<T: KeyPart> KeyPart for [T] {
+    fn write_key(&self, out: &mut KeyWriter) {
+        out.write_literal(SEQUENCE_START);
+        for (index, element) in self.iter().enumerate() {
+            out.write_element(index, element);
+        }
+        out.write_literal(SEQUENCE_END);
+    }
+}
+
+impl<T: KeyPart, const N: usize> KeyPart for [T; N] {
+    #[inline]
+    fn write_key(&self, out: &mut KeyWriter) {
+        self.as_slice().write_key(out);
+    }
+}
+
+impl<T: KeyPart> KeyPart for Vec<T> {
+    #[inline]
+    fn write_key(&self, out: &mut KeyWriter) {
+        self.as_slice().write_key(out);
+    }
+}
+
+macro_rules! tuple_key_part {
+    ($($name:ident $index:tt),+) => {
+        impl<$($name: KeyPart),+> KeyPart for ($($name,)+) {
+            fn write_key(&self, out: &mut KeyWriter) {
+                out.write_literal(TUPLE_START);
+                $(out.write_element($index, &self.$index);)+
+                out.write_literal(TUPLE_END);
+            }
+        }
+    };
+}
+tuple_key_part!(A 0);
+tuple_key_part!(A 0, B 1);
+tuple_key_part!(A 0, B 1, C 2);
+tuple_key_part!(A 0, B 1, C 2, D 3);
+tuple_key_part!(A 0, B 1, C 2, D 3, E 4);
+tuple_key_part!(A 0, B 1, C 2, D 3, E 4, F 5);
+
+/// Nanoseconds since the Unix epoch, negative before it.
+impl KeyPart for SystemTime {
+    fn write_key(&self, out: &mut KeyWriter) {
+        let nanos = match self.duration_since(UNIX_EPOCH) {
+            Ok(after) => i128::try_from(after.as_nanos()).unwrap_or(i128::MAX),
+            Err(before) => -i128::try_from(before.duration().as_nanos()).unwrap_or(i128::MAX),
+        };
+        out.write_i128(nanos);
+    }
+}
+
+/// Lower-case and hyphenated: `67e55044-10b1-426f-9247-bb680e5fe0c8`.
+#[cfg(feature = "uuid")]
+impl KeyPart for uuid::Uuid {
+    fn write_key(&self, out: &mut KeyWriter) {
+        let mut text = [0; uuid::fmt::Hyphenated::LENGTH];
+        out.write_literal(self.hyphenated().encode_lower(&mut text));
+    }
+}
+
+#[cfg(feature = "chrono")]
+mod chrono_parts {
+    use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Timelike, Utc};
+
+    use super::{KeyPart, KeyWriter};
+
+    /// `20240102`.
+    impl KeyPart for NaiveDate {
+        fn write_key(&self, out: &mut KeyWriter) {
+            out.write_date(self.year(), self.month(), self.day());
+        }
+    }
+
+    /// `20240102T030405.5`.
+    impl KeyPart for NaiveDateTime {
+        fn write_key(&self, out: &mut KeyWriter) {
+            self.date().write_key(out);
+            out.write_time(self.hour(), self.minute(), self.second(), self.nanosecond());
+        }
+    }
+
+    /// `20240102T030405.5Z`.
+    impl KeyPart for DateTime<Utc> {
+        fn write_key(&self, out: &mut KeyWriter) {
+            self.naive_utc().write_key(out);
+            out.write_literal("Z");
+        }
+    }
+}
+
+#[cfg(feature = "time")]
+mod time_parts {
+    use time::{Date, OffsetDateTime, PrimitiveDateTime};
+
+    use super::{KeyPart, KeyWriter};
+
+    /// `20240102`.
+    impl KeyPart for Date {
+        fn write_key(&self, out: &mut KeyWriter) {
+            out.write_date(self.year(), u32::from(u8::from(self.month())), u32::from(self.day()));
+        }
+    }
+
+    /// `20240102T030405.5`.
+    impl KeyPart for PrimitiveDateTime {
+        fn write_key(&self, out: &mut KeyWriter) {
+            self.date().write_key(out);
+            let time = self.time();
+            out.write_time(
+                u32::from(time.hour()),
+                u32::from(time.minute()),
+                u32::from(time.second()),
+                time.nanosecond(),
+            );
+        }
+    }
+
+    /// The instant, in UTC: `20240102T030405.5Z` whatever the offset, as two
+    /// values that compare equal render alike. An instant whose UTC date is
+    /// out of `time`'s range renders as nanoseconds since the Unix epoch.
+    impl KeyPart for OffsetDateTime {
+        fn write_key(&self, out: &mut KeyWriter) {
+            match self.checked_to_offset(time::UtcOffset::UTC) {
+                Some(utc) => {
+                    PrimitiveDateTime::new(utc.date(), utc.time()).write_key(out);
+                    out.write_literal("Z");
+                }
+                None => out.write_i128(self.unix_timestamp_nanos()),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -497,8 +728,191 @@ mod tests {
         assert_eq!(key.as_str(), "app::Pair<u8,%20app::%7B%7Bclosure%7D%7D>%:count:7");
     }
 
-    /// Renders the template `t:<a>:<b>|<c>` the way generated code does.
-    fn render_tuple(a: &str, b: &Option<String>, c: i64) -> Vec<u8> {
+    #[test]
+    fn sequences_and_tuples_keep_their_structure() {
+        assert_eq!(render(&[&|w| w.write_part(&vec![1_u8, 2])]), "%[1%.2%]");
+        assert_eq!(render(&[&|w| w.write_part(&[["a"], [""]])]), "%[%[a%]%.%[%e%]%]");
+        assert_eq!(render(&[&|w| w.write_part(&Vec::<u8>::new())]), "%[%]");
+        assert_eq!(render(&[&|w| w.write_part(&vec![""])]), "%[%e%]");
+        assert_eq!(render(&[&|w| w.write_part(&("a,b", Some(1_u8), vec!['x']))]), "%(a%2Cb%.1%.%[x%]%)");
+        assert_eq!(
+            render(&[&|w| w.write_part(&(1_u8, 2_u8, 3_u8, 4_u8, 5_u8, 6_u8))]),
+            "%(1%.2%.3%.4%.5%.6%)"
+        );
+        let slice: &[u8] = &[7];
+        assert_eq!(render(&[&|w| w.write_part(slice)]), "%[7%]");
+        assert_eq!(render(&[&|w| w.write_part(&None::<Vec<u8>>)]), "%none");
+    }
+
+    #[test]
+    fn system_times_are_nanoseconds_since_the_epoch() {
+        use std::time::Duration;
+        let at = |time: SystemTime| render(&[&|w| w.write_part(&time)]);
+        assert_eq!(at(UNIX_EPOCH), "0");
+        assert_eq!(at(UNIX_EPOCH + Duration::new(1, 5)), "1000000005");
+        assert_eq!(at(UNIX_EPOCH - Duration::new(1, 5)), "-1000000005");
+    }
+
+    #[cfg(feature = "uuid")]
+    #[test]
+    fn uuids_are_lower_case_and_hyphenated() {
+        let id = uuid::Uuid::from_u128(0x67e5_5044_10b1_426f_9247_bb68_0e5f_e0c8);
+        assert_eq!(render(&[&|w| w.write_part(&id)]), "67e55044-10b1-426f-9247-bb680e5fe0c8");
+    }
+
+    #[cfg(feature = "chrono")]
+    #[test]
+    fn chrono_values_render_in_iso_basic_format() {
+        use chrono::{NaiveDate, TimeZone, Utc};
+        let date = NaiveDate::from_ymd_opt(2024, 1, 2).expect("valid");
+        assert_eq!(render(&[&|w| w.write_part(&date)]), "20240102");
+        let time = date.and_hms_nano_opt(3, 4, 5, 500_000_000).expect("valid");
+        assert_eq!(render(&[&|w| w.write_part(&time)]), "20240102T030405.5");
+        let instant = Utc.from_utc_datetime(&time);
+        assert_eq!(render(&[&|w| w.write_part(&instant)]), "20240102T030405.5Z");
+        let leap = date.and_hms_nano_opt(23, 59, 59, 1_000_000_001).expect("a leap second");
+        assert_eq!(render(&[&|w| w.write_part(&leap)]), "20240102T235960.000000001");
+        let ancient = NaiveDate::from_ymd_opt(-44, 3, 15).expect("valid");
+        assert_eq!(render(&[&|w| w.write_part(&ancient)]), "-00440315");
+        let far = NaiveDate::from_ymd_opt(12_345, 1, 1).expect("valid");
+        assert_eq!(render(&[&|w| w.write_part(&far)]), "+123450101");
+    }
+
+    #[cfg(feature = "time")]
+    #[test]
+    fn time_values_render_in_iso_basic_format_and_instants_in_utc() {
+        use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
+        let date = Date::from_calendar_date(2024, Month::January, 2).expect("valid");
+        assert_eq!(render(&[&|w| w.write_part(&date)]), "20240102");
+        let time = PrimitiveDateTime::new(date, Time::from_hms_nano(3, 4, 5, 120).expect("valid"));
+        assert_eq!(render(&[&|w| w.write_part(&time)]), "20240102T030405.00000012");
+        let utc = time.assume_utc();
+        let paris = utc.to_offset(UtcOffset::from_hms(1, 0, 0).expect("valid"));
+        assert_eq!(utc, paris);
+        assert_eq!(render(&[&|w| w.write_part(&paris)]), "20240102T030405.00000012Z");
+        assert_eq!(render(&[&|w| w.write_part(&utc)]), render(&[&|w| w.write_part(&paris)]));
+        assert_eq!(render(&[&|w| w.write_part(&OffsetDateTime::UNIX_EPOCH)]), "19700101T000000Z");
+    }
+
+    /// A value decoded from its rendering: the test's proof that rendering is
+    /// injective is that it can be undone.
+    #[derive(Debug, Clone, PartialEq)]
+    enum Node {
+        Atom(String),
+        None,
+        Sequence(Vec<Node>),
+        Tuple(Vec<Node>),
+    }
+
+    fn atom(text: &str) -> Node {
+        Node::Atom(text.to_owned())
+    }
+
+    fn sequence(items: impl IntoIterator<Item = Node>) -> Node {
+        Node::Sequence(items.into_iter().collect())
+    }
+
+    fn optional(value: Option<&String>) -> Node {
+        value.map_or(Node::None, |text| atom(text))
+    }
+
+    /// Decodes one rendered value, all of `text`.
+    fn decode(text: &str) -> Node {
+        let mut rest = text.as_bytes();
+        let node = decode_value(&mut rest);
+        assert!(rest.is_empty(), "trailing {:?} in {text:?}", String::from_utf8_lossy(rest));
+        node
+    }
+
+    fn is_marker(rest: &[u8]) -> bool {
+        rest.len() >= 2 && rest[0] == b'%' && !matches!(rest[1], b'0'..=b'9' | b'A'..=b'F')
+    }
+
+    fn decode_value(rest: &mut &[u8]) -> Node {
+        for (marker, end, tuple) in [(SEQUENCE_START, SEQUENCE_END, false), (TUPLE_START, TUPLE_END, true)] {
+            if let Some(after) = rest.strip_prefix(marker.as_bytes()) {
+                *rest = after;
+                let elements = decode_elements(rest, end);
+                return if tuple { Node::Tuple(elements) } else { Node::Sequence(elements) };
+            }
+        }
+        for (marker, node) in [(NONE_MARK, Node::None), (EMPTY_ELEMENT, atom(""))] {
+            if let Some(after) = rest.strip_prefix(marker.as_bytes()) {
+                *rest = after;
+                return node;
+            }
+        }
+        let mut bytes = Vec::new();
+        while !rest.is_empty() && !is_marker(rest) {
+            if rest[0] == b'%' {
+                let hex = std::str::from_utf8(&rest[1..3]).expect("ascii");
+                bytes.push(u8::from_str_radix(hex, 16).expect("hex"));
+                *rest = &rest[3..];
+            } else {
+                assert!(!needs_escape(rest[0]), "unescaped {:?}", rest[0] as char);
+                bytes.push(rest[0]);
+                *rest = &rest[1..];
+            }
+        }
+        Node::Atom(String::from_utf8(bytes).expect("utf-8"))
+    }
+
+    fn decode_elements(rest: &mut &[u8], end: &str) -> Vec<Node> {
+        let mut elements = Vec::new();
+        if let Some(after) = rest.strip_prefix(end.as_bytes()) {
+            *rest = after;
+            return elements;
+        }
+        loop {
+            elements.push(decode_value(rest));
+            if let Some(after) = rest.strip_prefix(ELEMENT_SEPARATOR.as_bytes()) {
+                *rest = after;
+            } else if let Some(after) = rest.strip_prefix(end.as_bytes()) {
+                *rest = after;
+                return elements;
+            } else {
+                panic!("expected `%.` or `{end}` at {:?}", String::from_utf8_lossy(rest));
+            }
+        }
+    }
+
+    fn rendered<T: KeyPart + ?Sized>(value: &T) -> String {
+        let mut out = KeyWriter::new();
+        out.write_part(value);
+        out.as_str().to_owned()
+    }
+
+    #[test]
+    fn nested_values_over_a_small_domain_never_collide() {
+        let atoms = ["", "a", ",", "%e", "%.", "%]", "]", "%none"];
+        let mut inner: Vec<Vec<&str>> = vec![Vec::new()];
+        inner.extend(atoms.iter().map(|a| vec![*a]));
+        inner.extend(atoms.iter().flat_map(|a| atoms.iter().map(move |b| vec![*a, *b])));
+        let mut seen = std::collections::HashMap::new();
+        let mut check = |key: String, value: String| {
+            if let Some(previous) = seen.insert(key.clone(), value.clone()) {
+                panic!("{previous} and {value} both render {key}");
+            }
+        };
+        check(rendered(&Vec::<Vec<&str>>::new()), "[]".into());
+        for a in &inner {
+            check(rendered(&vec![a.clone()]), format!("[{a:?}]"));
+            for b in &inner {
+                check(rendered(&vec![a.clone(), b.clone()]), format!("[{a:?}, {b:?}]"));
+            }
+        }
+        let mut tuples = std::collections::HashSet::new();
+        for a in &inner {
+            for b in atoms {
+                for c in [None, Some(""), Some("%none"), Some("a")] {
+                    assert!(tuples.insert(rendered(&(a, b, c))), "({a:?}, {b:?}, {c:?})");
+                }
+            }
+        }
+    }
+
+    /// Renders the template `t:<a>:<b>|<c>/<d>` the way generated code does.
+    fn render_tuple(a: &str, b: &Option<String>, c: i64, d: &[(String, Vec<String>)]) -> Vec<u8> {
         let mut out = KeyWriter::new();
         out.write_literal("t:");
         out.write_part(a);
@@ -506,14 +920,23 @@ mod tests {
         out.write_part(b);
         out.write_literal("|");
         out.write_part(&c);
+        out.write_literal("/");
+        out.write_part(d);
         out.shorten();
         out.as_bytes().to_vec()
     }
 
     /// Strings drawn mostly from separators, escapes and markers.
     fn tricky() -> impl proptest::strategy::Strategy<Value = String> {
-        proptest::string::string_regex("([:/|,=&;#%{} ]|%3A|%25|%none|%some|[a-c0-9]|é){0,12}")
-            .expect("valid regex")
+        proptest::string::string_regex(
+            r"([:/|,=&;#%{} ]|%3A|%25|%none|%some|%e|%\.|%\[|%\]|%\(|%\)|[a-c0-9]|é){0,12}",
+        )
+        .expect("valid regex")
+    }
+
+    /// Small lists of tricky strings.
+    fn tricky_list() -> impl proptest::strategy::Strategy<Value = Vec<String>> {
+        proptest::collection::vec(tricky(), 0..3)
     }
 
     proptest::proptest! {
@@ -522,11 +945,34 @@ mod tests {
         #[test]
         fn different_tuples_never_share_a_key(
             a1 in tricky(), b1 in proptest::option::of(tricky()), c1 in -3_i64..3,
+            d1 in proptest::collection::vec((tricky(), tricky_list()), 0..2),
             a2 in tricky(), b2 in proptest::option::of(tricky()), c2 in -3_i64..3,
+            d2 in proptest::collection::vec((tricky(), tricky_list()), 0..2),
         ) {
-            let same_tuple = (&a1, &b1, c1) == (&a2, &b2, c2);
-            let same_key = render_tuple(&a1, &b1, c1) == render_tuple(&a2, &b2, c2);
+            let same_tuple = (&a1, &b1, c1, &d1) == (&a2, &b2, c2, &d2);
+            let same_key = render_tuple(&a1, &b1, c1, &d1) == render_tuple(&a2, &b2, c2, &d2);
             proptest::prop_assert_eq!(same_tuple, same_key);
+        }
+
+        #[test]
+        fn nested_sequences_decode_to_what_was_rendered(value in proptest::collection::vec(tricky_list(), 0..4)) {
+            let expected = sequence(value.iter().map(|inner| sequence(inner.iter().map(|s| atom(s)))));
+            proptest::prop_assert_eq!(decode(&rendered(&value)), expected);
+        }
+
+        #[test]
+        fn tuples_and_arrays_decode_to_what_was_rendered(
+            first in tricky(), list in tricky_list(), maybe in proptest::option::of(tricky()),
+            pair in (tricky(), tricky()),
+        ) {
+            let value = (first.clone(), list.clone(), maybe.clone(), [pair.0.clone(), pair.1.clone()]);
+            let expected = Node::Tuple(vec![
+                atom(&first),
+                sequence(list.iter().map(|s| atom(s))),
+                optional(maybe.as_ref()),
+                sequence([atom(&pair.0), atom(&pair.1)]),
+            ]);
+            proptest::prop_assert_eq!(decode(&rendered(&value)), expected);
         }
 
         #[test]
