@@ -24,8 +24,12 @@ pub async fn get_user(db: &Db, id: u64, org_id: u64) -> Result<User, DbError> {
         ],
         versions: [],
     };
-    ::cache_runtime::__private::cached::<
-        ::cache_runtime::__private::ResultMode,
+    let __cache_mode = {
+        use ::cache_runtime::__private::Returns as _;
+        (&&::cache_runtime::__private::Probe::<Result<User, DbError>>::new()).mode()
+    };
+    ::cache_runtime::__private::cached_as::<
+        _,
         Result<User, DbError>,
         ::cache_runtime::__private::Postcard,
         _,
@@ -33,6 +37,7 @@ pub async fn get_user(db: &Db, id: u64, org_id: u64) -> Result<User, DbError> {
         1usize,
         0usize,
     >(
+            __cache_mode,
             &__CACHE_SITE,
             ::cache_runtime::__private::default_cache(),
             __cache_key,

@@ -31,8 +31,12 @@ pub async fn update_user(
             },
         ],
     };
-    ::cache_runtime::__private::invalidating::<
-        ::cache_runtime::__private::ResultMode,
+    let __cache_mode = {
+        use ::cache_runtime::__private::Returns as _;
+        (&&::cache_runtime::__private::Probe::<Result<User, DbError>>::new()).mode()
+    };
+    ::cache_runtime::__private::invalidating_as::<
+        _,
         _,
         _,
         _,
@@ -40,6 +44,7 @@ pub async fn update_user(
         1usize,
         1usize,
     >(
+            __cache_mode,
             ::cache_runtime::__private::default_cache(),
             __cache_invalidation,
             async move {

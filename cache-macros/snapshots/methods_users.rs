@@ -21,8 +21,12 @@ impl Users {
             tags: [],
             versions: [],
         };
-        ::cache_runtime::__private::cached::<
-            ::cache_runtime::__private::OptionMode,
+        let __cache_mode = {
+            use ::cache_runtime::__private::Returns as _;
+            (&&::cache_runtime::__private::Probe::<Option<User>>::new()).mode()
+        };
+        ::cache_runtime::__private::cached_as::<
+            _,
             Option<User>,
             ::cache_runtime::__private::Postcard,
             _,
@@ -30,6 +34,7 @@ impl Users {
             0usize,
             0usize,
         >(
+                __cache_mode,
                 &__CACHE_SITE,
                 ::cache_runtime::__private::default_cache(),
                 __cache_key,
@@ -73,8 +78,12 @@ impl Users {
             tags: [],
             versions: [],
         };
-        ::cache_runtime::__private::cached::<
-            ::cache_runtime::__private::PlainMode,
+        let __cache_mode = {
+            use ::cache_runtime::__private::Returns as _;
+            (&&::cache_runtime::__private::Probe::<u64>::new()).mode()
+        };
+        ::cache_runtime::__private::cached_as::<
+            _,
             u64,
             ::cache_runtime::__private::Postcard,
             _,
@@ -82,6 +91,7 @@ impl Users {
             0usize,
             0usize,
         >(
+                __cache_mode,
                 &__CACHE_SITE,
                 ::cache_runtime::__private::default_cache(),
                 __cache_key,
@@ -133,8 +143,12 @@ impl Users {
             ],
             versions: [],
         };
-        ::cache_runtime::__private::invalidating::<
-            ::cache_runtime::__private::ResultMode,
+        let __cache_mode = {
+            use ::cache_runtime::__private::Returns as _;
+            (&&::cache_runtime::__private::Probe::<Result<(), DbError>>::new()).mode()
+        };
+        ::cache_runtime::__private::invalidating_as::<
+            _,
             _,
             _,
             _,
@@ -142,6 +156,7 @@ impl Users {
             1usize,
             0usize,
         >(
+                __cache_mode,
                 ::cache_runtime::__private::default_cache(),
                 __cache_invalidation,
                 async move {

@@ -10,21 +10,25 @@
 //!     static __CACHE_SITE: P::Site = P::Site::new(concat!(module_path!(), "::get_user"), 300, 0);
 //!     let key = { let mut w = P::KeyWriter::new(); w.write_literal("user:"); w.write_part(&id); w };
 //!     let dependencies = P::Dependencies { tags: [/* "org:" + org */], versions: [] };
-//!     P::cached::<P::ResultMode, Result<User, E>, P::Postcard, _, _, 1, 0>(
-//!         &__CACHE_SITE, P::default_cache(), key, dependencies, &[],
+//!     let mode = { use P::Returns as _; (&&P::Probe::<Result<User, E>>::new()).mode() };
+//!     P::cached_as::<_, Result<User, E>, P::Postcard, _, _, 1, 0>(
+//!         mode, &__CACHE_SITE, P::default_cache(), key, dependencies, &[],
 //!         async move { let ret: Result<User, E> = { BODY }; ret },
 //!     ).await
 //! }
 //! ```
+//! The mode (`ResultMode`: cache `Ok` only) comes from the return type when the
+//! code is type-checked, so an alias of `Result` is a `Result`; `returns = ...`
+//! names it instead.
 //! In a method, the key starts with `w.write_impl_scope(P::type_name::<Self>())`
 //! so two impls never share an entry; a default key starts with
 //! `w.write_function_path(P::function_path(&|| {}))`, the type name of a
 //! closure in the body, which names the impl's type and every generic argument.
 //! `#[invalidates]` renders its keys, tags and versions the same way (in a
 //! method, each key both as written and scoped to `Self`), then calls
-//! `P::invalidating`, which runs the body and invalidates when it succeeded.
+//! `P::invalidating_as`, which runs the body and invalidates when it succeeded.
 //! Locals use mixed-site hygiene, so parameters named like them are untouched.
-//! The full expansions of two typical uses are committed in `snapshots/` and
+//! The full expansions of typical uses are committed in `snapshots/` and
 //! checked by the tests below (`UPDATE_SNAPSHOTS=1` rewrites them).
 
 use proc_macro2::{Span, TokenStream};
@@ -32,10 +36,10 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::{Expr, Ident, ItemFn};
 
 use crate::diagnostics::Errors;
-use crate::options::{CachedOptions, InvalidatesOptions, Seconds};
-use crate::signature::{self, ReturnMode, Signature};
+use crate::options::{CachedOptions, InvalidatesOptions, Returns, ReturnsKind, Seconds};
+use crate::signature::{self, Signature};
 use crate::template::{Segment, Template};
-use crate::validate::{self, CachedPlan, InvalidatesPlan, KeyPlan};
+use crate::validate::{self, CachedPlan, InvalidatesPlan, KeyPlan, ModePlan};
 
 fn local(name: &str) -> Ident {
     Ident::new(name, Span::mixed_site())
@@ -158,11 +162,22 @@ fn render_default(parameters: &[Ident]) -> TokenStream {
     })
 }
 
-fn mode_path(mode: ReturnMode) -> TokenStream {
+/// An expression whose type is the mode: `ResultMode`, `OptionMode` or `PlainMode`.
+fn mode_value(mode: &ModePlan, return_type: &syn::Type) -> TokenStream {
     match mode {
-        ReturnMode::Result => quote!(::cache_runtime::__private::ResultMode),
-        ReturnMode::Option => quote!(::cache_runtime::__private::OptionMode),
-        ReturnMode::Plain => quote!(::cache_runtime::__private::PlainMode),
+        ModePlan::ByType => quote!({
+            use ::cache_runtime::__private::Returns as _;
+            (&&::cache_runtime::__private::Probe::<#return_type>::new()).mode()
+        }),
+        ModePlan::Explicit(Returns { kind: ReturnsKind::Result, value }) => {
+            quote_spanned!(value.span()=> ::cache_runtime::__private::result_mode::<#return_type>())
+        }
+        ModePlan::Explicit(Returns { kind: ReturnsKind::Option, value }) => {
+            quote_spanned!(value.span()=> ::cache_runtime::__private::option_mode::<#return_type>())
+        }
+        ModePlan::Explicit(Returns { kind: ReturnsKind::Value, .. }) | ModePlan::Value => {
+            quote!(::cache_runtime::__private::PlainMode)
+        }
     }
 }
 
@@ -238,20 +253,21 @@ fn generate_cached(function: &ItemFn, signature: &Signature, plan: &CachedPlan) 
     let versions = plan.versions.iter().map(|version| render(version, signature, Scope::Unscoped));
     let (tag_count, version_count) = (plan.tags.len(), plan.versions.len());
     let type_parameters = &signature.type_parameters;
-    let mode = mode_path(signature.mode);
     let ret = &signature.return_type;
+    let mode = mode_value(&plan.mode, ret);
     let handle = cache_handle(plan.cache.as_ref());
     let codec = match &plan.codec {
         Some(path) => quote!(#path),
         None => quote!(::cache_runtime::__private::Postcard),
     };
     let body = body(function, signature);
-    let (site, key_local, dependencies) =
-        (local("__CACHE_SITE"), local("__cache_key"), local("__cache_dependencies"));
+    let (site, key_local, dependencies, mode_local) =
+        (local("__CACHE_SITE"), local("__cache_key"), local("__cache_dependencies"), local("__cache_mode"));
     let call_span = syn::spanned::Spanned::span(ret);
     // Spanned at the return type, so a value type that cannot be cached is reported there.
     let call = quote_spanned! {call_span=>
-        ::cache_runtime::__private::cached::<#mode, #ret, #codec, _, _, #tag_count, #version_count>(
+        ::cache_runtime::__private::cached_as::<_, #ret, #codec, _, _, #tag_count, #version_count>(
+            #mode_local,
             &#site,
             #handle,
             #key_local,
@@ -276,6 +292,7 @@ fn generate_cached(function: &ItemFn, signature: &Signature, plan: &CachedPlan) 
                 tags: [#(#tags),*],
                 versions: [#(#versions),*],
             };
+            let #mode_local = #mode;
             #call
         }
     }
@@ -294,10 +311,10 @@ fn generate_invalidates(function: &ItemFn, signature: &Signature, plan: &Invalid
     let tags = plan.tags.iter().map(|tag| render(tag, signature, Scope::Unscoped));
     let versions = plan.versions.iter().map(|version| render(version, signature, Scope::Unscoped));
     let counts = [keys.len(), plan.tags.len(), plan.versions.len()];
-    let mode = mode_path(signature.mode);
+    let mode = mode_value(&plan.mode, &signature.return_type);
     let handle = cache_handle(plan.cache.as_ref());
     let body = body(function, signature);
-    let invalidation = local("__cache_invalidation");
+    let (invalidation, mode_local) = (local("__cache_invalidation"), local("__cache_mode"));
     quote! {
         #(#attrs)*
         #vis #sig {
@@ -306,7 +323,9 @@ fn generate_invalidates(function: &ItemFn, signature: &Signature, plan: &Invalid
                 tags: [#(#tags),*],
                 versions: [#(#versions),*],
             };
-            ::cache_runtime::__private::invalidating::<#mode, _, _, _, #(#counts),*>(
+            let #mode_local = #mode;
+            ::cache_runtime::__private::invalidating_as::<_, _, _, _, #(#counts),*>(
+                #mode_local,
                 #handle,
                 #invalidation,
                 #body,

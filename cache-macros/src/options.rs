@@ -49,6 +49,42 @@ pub(crate) enum Seconds {
     Invalid,
 }
 
+/// `returns = result | option | value`: what counts as a value to cache (and,
+/// for a write, as success) when the return type cannot say it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReturnsKind {
+    Result,
+    Option,
+    Value,
+}
+
+/// A `returns = ...` option, with its value for error spans.
+pub(crate) struct Returns {
+    pub(crate) kind: ReturnsKind,
+    pub(crate) value: Ident,
+}
+
+fn returns(expr: &Expr, errors: &mut Errors) -> Option<Returns> {
+    if let Expr::Path(path) = expr
+        && let Some(ident) = path.path.get_ident()
+    {
+        let kind = match ident.to_string().as_str() {
+            "result" => Some(ReturnsKind::Result),
+            "option" => Some(ReturnsKind::Option),
+            "value" => Some(ReturnsKind::Value),
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            return Some(Returns { kind, value: ident.clone() });
+        }
+    }
+    errors.at(
+        expr,
+        "expected `returns = result` (only `Ok` counts), `returns = option` (only `Some` counts) or `returns = value` (every value counts)",
+    );
+    None
+}
+
 /// The options of `#[cached(...)]`.
 #[derive(Default)]
 pub(crate) struct CachedOptions {
@@ -60,6 +96,7 @@ pub(crate) struct CachedOptions {
     pub(crate) skip: Vec<Ident>,
     pub(crate) cache: Option<Expr>,
     pub(crate) codec: Option<syn::Path>,
+    pub(crate) returns: Option<Returns>,
 }
 
 /// The options of `#[invalidates(...)]`.
@@ -70,10 +107,12 @@ pub(crate) struct InvalidatesOptions {
     pub(crate) versions: Vec<LitStr>,
     pub(crate) skip: Vec<Ident>,
     pub(crate) cache: Option<Expr>,
+    pub(crate) returns: Option<Returns>,
 }
 
-const CACHED_OPTIONS: &[&str] = &["key", "ttl", "jitter", "tags", "version", "skip", "cache", "codec"];
-const INVALIDATES_OPTIONS: &[&str] = &["keys", "tags", "versions", "skip", "cache"];
+const CACHED_OPTIONS: &[&str] =
+    &["key", "ttl", "jitter", "tags", "version", "skip", "cache", "codec", "returns"];
+const INVALIDATES_OPTIONS: &[&str] = &["keys", "tags", "versions", "skip", "cache", "returns"];
 
 /// Reads options one by one, catching unknown and duplicate names in one place.
 struct OptionReader<'e> {
@@ -196,6 +235,7 @@ impl CachedOptions {
                 "skip" => options.skip = idents(value, errors),
                 "cache" => options.cache = Some(value.clone()),
                 "codec" => options.codec = codec(value, errors),
+                "returns" => options.returns = returns(value, errors),
                 _ => {}
             }
         }
@@ -241,6 +281,7 @@ impl InvalidatesOptions {
                 "versions" => options.versions = strings(value, "a version template", errors),
                 "skip" => options.skip = idents(value, errors),
                 "cache" => options.cache = Some(value.clone()),
+                "returns" => options.returns = returns(value, errors),
                 _ => {}
             }
         }

@@ -16,14 +16,6 @@ impl Parameter {
     }
 }
 
-/// How the return value maps to what is cached (see `cache_runtime::__private::Mode`).
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ReturnMode {
-    Result,
-    Option,
-    Plain,
-}
-
 pub(crate) struct Signature {
     /// Every parameter in order, the receiver (`self`) first when there is one.
     pub(crate) parameters: Vec<Parameter>,
@@ -34,7 +26,9 @@ pub(crate) struct Signature {
     pub(crate) in_impl: bool,
     /// The declared return type, `()` when there is none.
     pub(crate) return_type: Type,
-    pub(crate) mode: ReturnMode,
+    /// The return type is one of the function's own type parameters (`-> T`),
+    /// which the generic body cannot tell to be a `Result`, an `Option` or neither.
+    pub(crate) returns_type_parameter: bool,
     /// Whether `let __ret: <return type>` is valid (not for `impl Trait`).
     pub(crate) return_type_nameable: bool,
     pub(crate) type_parameters: Vec<Ident>,
@@ -109,17 +103,6 @@ fn names_self(function: &ItemFn) -> bool {
     finder.found
 }
 
-fn return_mode(ty: &Type) -> ReturnMode {
-    let Type::Path(path) = ty else {
-        return ReturnMode::Plain;
-    };
-    match path.path.segments.last() {
-        Some(last) if last.ident == "Result" => ReturnMode::Result,
-        Some(last) if last.ident == "Option" => ReturnMode::Option,
-        _ => ReturnMode::Plain,
-    }
-}
-
 /// Reads the signature; `for_cache` adds the checks that only a cached read needs.
 pub(crate) fn analyze(
     function: &ItemFn,
@@ -170,8 +153,8 @@ pub(crate) fn analyze(
             }
         }
     }
-    let (return_type, mode, return_type_nameable) = match &sig.output {
-        ReturnType::Default => (syn::parse_quote!(()), ReturnMode::Plain, true),
+    let (return_type, return_type_nameable) = match &sig.output {
+        ReturnType::Default => (syn::parse_quote!(()), true),
         ReturnType::Type(_, ty) => {
             let mut finder = BorrowFinder::default();
             finder.visit_type(ty);
@@ -179,12 +162,21 @@ pub(crate) fn analyze(
             if let (true, Some((tokens, message))) = (for_cache, finder.problem) {
                 errors.at(tokens, message);
             }
-            ((**ty).clone(), return_mode(ty), nameable)
+            ((**ty).clone(), nameable)
         }
     };
-    let type_parameters = sig.generics.type_params().map(|param| param.ident.clone()).collect();
+    let type_parameters: Vec<Ident> = sig.generics.type_params().map(|param| param.ident.clone()).collect();
+    let returns_type_parameter = matches!(&return_type, Type::Path(path)
+        if path.qself.is_none() && path.path.get_ident().is_some_and(|ident| type_parameters.contains(ident)));
     let in_impl = has_receiver || names_self(function);
-    Signature { parameters, in_impl, return_type, mode, return_type_nameable, type_parameters }
+    Signature {
+        parameters,
+        in_impl,
+        return_type,
+        returns_type_parameter,
+        return_type_nameable,
+        type_parameters,
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use syn::visit::Visit;
 use syn::{Expr, Ident, LitStr};
 
 use crate::diagnostics::{Errors, closest, list};
-use crate::options::{CachedOptions, InvalidatesOptions, Seconds};
+use crate::options::{CachedOptions, InvalidatesOptions, Returns, ReturnsKind, Seconds};
 use crate::signature::Signature;
 use crate::template::{self, Template};
 
@@ -20,7 +20,27 @@ pub(crate) enum KeyPlan {
     Default(Vec<Ident>),
 }
 
+/// How the generated code learns what counts as a value to cache (or as a
+/// successful write).
+pub(crate) enum ModePlan {
+    /// From the declared return type, aliases included, when the code is type-checked.
+    ByType,
+    /// `returns = ...`, checked against the return type.
+    Explicit(Returns),
+    /// Every value counts: for `impl Trait`, which cannot be named.
+    Value,
+}
+
+fn mode_plan(returns: Option<Returns>, signature: &Signature) -> ModePlan {
+    match returns {
+        Some(returns) => ModePlan::Explicit(returns),
+        None if !signature.return_type_nameable => ModePlan::Value,
+        None => ModePlan::ByType,
+    }
+}
+
 pub(crate) struct CachedPlan {
+    pub(crate) mode: ModePlan,
     pub(crate) key: KeyPlan,
     pub(crate) tags: Vec<Template>,
     pub(crate) versions: Vec<Template>,
@@ -31,6 +51,7 @@ pub(crate) struct CachedPlan {
 }
 
 pub(crate) struct InvalidatesPlan {
+    pub(crate) mode: ModePlan,
     pub(crate) keys: Vec<Template>,
     pub(crate) tags: Vec<Template>,
     pub(crate) versions: Vec<Template>,
@@ -174,6 +195,24 @@ pub(crate) fn cached(
     if let Some(Seconds::Const(expr)) = &options.jitter {
         check_constant(expr, "jitter", signature, errors);
     }
+    if signature.returns_type_parameter && options.returns.is_none() {
+        let ty = &signature.return_type;
+        let name = quote::ToTokens::to_token_stream(ty);
+        errors.at(
+            ty,
+            format!(
+                "`{name}` is a type parameter, so `#[cached]` cannot tell whether it is a `Result` (cache `Ok` only), an `Option` (cache `Some` only) or a value to cache whole: add `returns = value` to cache every value, or return `Result<..>` or `Option<..>`"
+            ),
+        );
+    }
+    if let Some(Returns { kind: ReturnsKind::Result | ReturnsKind::Option, value }) = &options.returns
+        && signature.returns_type_parameter
+    {
+        errors.at(
+            value,
+            "a type parameter is not known to be a `Result` or an `Option`: use `returns = value`, or return `Result<..>` or `Option<..>`",
+        );
+    }
     let skipped = context.skipped(&options.skip, errors);
     let tags = context.templates(&options.tags, errors);
     let versions = context.templates(options.version.as_slice(), errors);
@@ -228,6 +267,7 @@ pub(crate) fn cached(
         return None;
     }
     Some(CachedPlan {
+        mode: mode_plan(options.returns, signature),
         key: key?,
         tags,
         versions,
@@ -249,6 +289,14 @@ pub(crate) fn invalidates(
         errors.at_span(
             Span::call_site(),
             "`#[invalidates]` has nothing to invalidate: give `keys = [...]`, `tags = [...]` or `versions = [...]`",
+        );
+    }
+    if let Some(Returns { kind: ReturnsKind::Result | ReturnsKind::Option, value }) = &options.returns
+        && !signature.return_type_nameable
+    {
+        errors.at(
+            value,
+            "`returns = result` and `returns = option` need a return type they can check, not `impl Trait`: return the concrete type",
         );
     }
     let skipped = context.skipped(&options.skip, errors);
@@ -274,5 +322,11 @@ pub(crate) fn invalidates(
     if !errors.is_empty() {
         return None;
     }
-    Some(InvalidatesPlan { keys, tags, versions, cache: options.cache })
+    Some(InvalidatesPlan {
+        mode: mode_plan(options.returns, signature),
+        keys,
+        tags,
+        versions,
+        cache: options.cache,
+    })
 }

@@ -103,6 +103,7 @@ mod invalidation;
 mod key;
 mod mode;
 mod observe;
+mod returns;
 mod single_flight;
 mod site;
 mod store;
@@ -121,9 +122,14 @@ pub use cache::{AlreadyInstalled, Cache, CacheBuilder, CacheStatus, ConfigError,
 /// | `skip = [db]` | parameters that are not part of the result's identity |
 /// | `cache = expr` | the [`Cache`] to use (a `Cache`, `&Cache` or `Arc<Cache>`); default: [`Cache::default_cache`] |
 /// | `codec = cache_runtime::Json` | how values are encoded outside the process; default [`Postcard`] |
+/// | `returns = value` | what is cached when the return type cannot say it: `result` (`Ok` only), `option` (`Some` only) or `value` (everything); required when the function returns one of its own type parameters |
 ///
 /// `Result<T, E>` caches `Ok` only, `Option<T>` caches `Some` only, any other
-/// type is cached as is. The cached value must be
+/// type is cached as is. The type decides, not its name: aliases such as
+/// `type ApiResult<T> = Result<T, ApiError>` or `type Maybe<T> = Option<T>`
+/// behave like the types they name, and a type of yours called `Option` is a
+/// value like any other. A return type that is a generic parameter of the
+/// impl is cached whole (the function cannot tell what it will be). The cached value must be
 /// `Serialize + DeserializeOwned + Clone + Send + Sync + 'static`; key parts
 /// must implement [`KeyPart`]. Every parameter must appear in the key, a tag
 /// or the version, or be skipped.
@@ -200,9 +206,10 @@ pub use cache_macros::cached;
 /// | `versions = ["team:<team_id>"]` | versioned namespaces to bump |
 /// | `skip = [db, input]` | parameters that name nothing to invalidate |
 /// | `cache = expr` | the [`Cache`]; default: [`Cache::default_cache`] |
+/// | `returns = value` | what counts as success: `result` (`Ok` only), `option` or `value` (every value); default: the return type decides |
 ///
 /// The body runs first. When it returns `Ok` (or any value of a function that
-/// does not return `Result`), all of the keys, tags and versions are
+/// does not return `Result`; an alias of `Result` is a `Result`), all of the keys, tags and versions are
 /// invalidated in one round trip; a failed write invalidates nothing. The
 /// function's value is returned unchanged either way.
 ///
@@ -249,6 +256,9 @@ pub mod __private {
     pub use crate::codec::Postcard;
     pub use crate::key::{KeyPart, KeyWriter, function_path};
     pub use crate::mode::{CacheValue, Mode, OptionMode, PlainMode, ResultMode};
+    pub use crate::returns::{
+        IsOption, IsResult, Probe, Returns, cached_as, invalidating_as, option_mode, result_mode,
+    };
     pub use crate::site::Site;
     pub use core::any::type_name;
     pub use core::primitive::u64;
