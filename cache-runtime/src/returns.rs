@@ -16,9 +16,9 @@
 use std::future::Future;
 use std::marker::PhantomData;
 
+use crate::call::{AsCache, Dependencies, Invalidation, cached, invalidating};
 use crate::codec::Codec;
 use crate::key::KeyWriter;
-use crate::call::{AsCache, Dependencies, Invalidation, cached, invalidating};
 use crate::mode::{CacheValue, Mode, OptionMode, PlainMode, ResultMode};
 use crate::site::Site;
 
