@@ -118,9 +118,10 @@ where
         cacheable
     };
     match engine::serve(cache, &request, load).await {
-        Served::Cached(value) => match value.downcast_ref::<M::Value>() {
-            Some(value) => M::from_cached(value.clone()),
-            None => unreachable!("the engine serves values of the request's type"),
+        // A value decoded for this call alone is moved out, not cloned.
+        Served::Cached(value) => match value.downcast::<M::Value>() {
+            Ok(value) => M::from_cached(Arc::try_unwrap(value).unwrap_or_else(|shared| (*shared).clone())),
+            Err(_) => unreachable!("the engine serves values of the request's type"),
         },
         Served::Loaded => match output {
             Some(output) => output,
