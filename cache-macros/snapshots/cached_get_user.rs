@@ -43,15 +43,7 @@ pub async fn get_user(db: &Db, id: u64, org_id: u64) -> Result<User, DbError> {
             __cache_key,
             __cache_dependencies,
             &[],
-            async move {
-                #[allow(
-                    clippy::let_and_return,
-                    clippy::needless_return,
-                    unreachable_code
-                )]
-                let __cache_ret: Result<User, DbError> = { db.user(id).await };
-                __cache_ret
-            },
+            async move { db.user(id).await },
         )
         .await
 }

@@ -47,15 +47,7 @@ pub async fn update_user(
             __cache_mode,
             ::cache_runtime::__private::default_cache(),
             __cache_invalidation,
-            async move {
-                #[allow(
-                    clippy::let_and_return,
-                    clippy::needless_return,
-                    unreachable_code
-                )]
-                let __cache_ret: Result<User, DbError> = { db.update(id, input).await };
-                __cache_ret
-            },
+            async move { db.update(id, input).await },
         )
         .await
 }

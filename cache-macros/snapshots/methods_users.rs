@@ -40,15 +40,7 @@ impl Users {
                 __cache_key,
                 __cache_dependencies,
                 &[],
-                async move {
-                    #[allow(
-                        clippy::let_and_return,
-                        clippy::needless_return,
-                        unreachable_code
-                    )]
-                    let __cache_ret: Option<User> = { self.db.user(id).await };
-                    __cache_ret
-                },
+                async move { self.db.user(id).await },
             )
             .await
     }
@@ -97,15 +89,7 @@ impl Users {
                 __cache_key,
                 __cache_dependencies,
                 &[],
-                async move {
-                    #[allow(
-                        clippy::let_and_return,
-                        clippy::needless_return,
-                        unreachable_code
-                    )]
-                    let __cache_ret: u64 = { self.db.count(org_id).await };
-                    __cache_ret
-                },
+                async move { self.db.count(org_id).await },
             )
             .await
     }
@@ -159,17 +143,7 @@ impl Users {
                 __cache_mode,
                 ::cache_runtime::__private::default_cache(),
                 __cache_invalidation,
-                async move {
-                    #[allow(
-                        clippy::let_and_return,
-                        clippy::needless_return,
-                        unreachable_code
-                    )]
-                    let __cache_ret: Result<(), DbError> = {
-                        self.db.rename(id, name).await
-                    };
-                    __cache_ret
-                },
+                async move { self.db.rename(id, name).await },
             )
             .await
     }

@@ -191,21 +191,13 @@ fn cache_handle(cache: Option<&Expr>) -> TokenStream {
     }
 }
 
-/// The user's body as an `async move` block, its type pinned to the return type
-/// so `?` and `return` inside it infer as they did in the function.
-fn body(function: &ItemFn, signature: &Signature) -> TokenStream {
+/// The user's body as an `async move` block. Its output type comes from the
+/// runtime function's `F: Future<Output = R>` bound with `R` spelled out, so
+/// `?` and `return` inside it infer as they did in the function, and no lint
+/// is silenced around the user's code.
+fn body(function: &ItemFn) -> TokenStream {
     let block = &function.block;
-    let ret = local("__cache_ret");
-    if signature.return_type_nameable {
-        let ty = &signature.return_type;
-        quote!(async move {
-            #[allow(clippy::let_and_return, clippy::needless_return, unreachable_code)]
-            let #ret: #ty = #block;
-            #ret
-        })
-    } else {
-        quote!(async move #block)
-    }
+    quote!(async move #block)
 }
 
 /// A number of seconds for `Site::new`, and the items that check a constant
@@ -260,7 +252,7 @@ fn generate_cached(function: &ItemFn, signature: &Signature, plan: &CachedPlan) 
         Some(path) => quote!(#path),
         None => quote!(::cache_runtime::__private::Postcard),
     };
-    let body = body(function, signature);
+    let body = body(function);
     let (site, key_local, dependencies, mode_local) =
         (local("__CACHE_SITE"), local("__cache_key"), local("__cache_dependencies"), local("__cache_mode"));
     let call_span = syn::spanned::Spanned::span(ret);
@@ -313,7 +305,7 @@ fn generate_invalidates(function: &ItemFn, signature: &Signature, plan: &Invalid
     let counts = [keys.len(), plan.tags.len(), plan.versions.len()];
     let mode = mode_value(&plan.mode, &signature.return_type);
     let handle = cache_handle(plan.cache.as_ref());
-    let body = body(function, signature);
+    let body = body(function);
     let (invalidation, mode_local) = (local("__cache_invalidation"), local("__cache_mode"));
     quote! {
         #(#attrs)*
