@@ -47,6 +47,10 @@
 //!   member lists. On Redis the counters expire no earlier than the entries that
 //!   depend on them, so they are bounded by the tags in use within one TTL; in
 //!   memory they live in a bounded table ([`CacheBuilder::generation_capacity`]).
+//! - One rule on every store: an entry is valid while every tag and version it
+//!   was stored under is still at the generation it had when the entry's load
+//!   began. A call whose own tags differ (a tag from a parameter that is not in
+//!   the key) is served the entry all the same, in memory and on Redis.
 //! - No stale sets: a value loaded before an invalidation and stored after it
 //!   is never served (leases for keys, generations for tags and versions).
 //! - Concurrent misses of one key in a process run the body once; across
