@@ -15,7 +15,7 @@ use std::pin::{Pin, pin};
 use std::time::{Duration, Instant};
 
 use crate::cache::Cache;
-use crate::entry_info;
+use crate::entry_info::{self, deadline_after};
 use crate::single_flight::{FlightGuard, Outcome, Role, wait};
 use crate::store::{AnyStore, CacheError, Commit, Fill, Found, Lease, Request, Store, Ticket, new_token};
 use crate::value::SharedValue;
@@ -122,9 +122,9 @@ async fn claim<'s, 'r>(cache: &'s Cache, request: &'s Request<'r>, lifetime: Dur
         Ok(None) => {}
         Err(error) => return Claim::Load(unavailable(store, request, &error)),
     }
-    let deadline = Instant::now().checked_add(cache.lease_wait());
+    let deadline = deadline_after(cache.lease_wait());
     let mut pause = Duration::from_millis(2);
-    while deadline.is_some_and(|deadline| Instant::now() < deadline) {
+    while Instant::now() < deadline {
         tokio::time::sleep(pause).await;
         match store.lookup(request).await {
             Found::Fresh(value, meta) if request.ops.holds(&value) => {

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::generations::Generations;
 use super::{Commit, Fill, Found, LayerKind, LayerStatus, Lease, Request, Store, Targets, Ticket, Urgency};
-use crate::entry_info::EntryMeta;
+use crate::entry_info::{EntryMeta, deadline_after};
 use crate::key::KeyWriter;
 use crate::store::CacheError;
 use crate::value::SharedValue;
@@ -55,14 +55,6 @@ pub(crate) struct MemoryStore {
     leases: Box<[LeaseShard]>,
     hasher: foldhash::fast::FixedState,
     max_bytes: u64,
-}
-
-/// `now + duration`, or far in the future when that does not fit.
-pub(crate) fn deadline_after(duration: Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(duration)
-        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 24 * 3600)))
-        .unwrap_or(now)
 }
 
 impl MemoryStore {
