@@ -198,6 +198,23 @@ pub use cache::{AlreadyInstalled, Cache, CacheBuilder, CacheStatus, ConfigError,
 /// assert!(page(&cache, 7, 1).await.is_some()); // served from the cache
 /// # });
 /// ```
+///
+/// # With `#[tracing::instrument]`
+///
+/// Attributes expand from the top. Put `#[cached]` above
+/// `#[tracing::instrument]` to trace every call, hits included; put it below
+/// to trace only the calls that run the body:
+///
+/// ```
+/// # use cache_runtime::cached;
+/// #[cached(key = "user:<id>", ttl = 60)]
+/// #[tracing::instrument] // a span for every call
+/// async fn user_name(id: u64) -> String { format!("user {id}") }
+///
+/// #[tracing::instrument] // a span for loads only
+/// #[cached(key = "team:<id>", ttl = 60)]
+/// async fn team_name(id: u64) -> String { format!("team {id}") }
+/// ```
 #[doc(inline)]
 pub use cache_macros::cached;
 
