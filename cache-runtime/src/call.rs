@@ -11,7 +11,7 @@ use crate::invalidation;
 use crate::key::KeyWriter;
 use crate::mode::{CacheValue, Mode};
 use crate::site::Site;
-use crate::store::{Request, Store, Targets};
+use crate::store::{MemoryEntry, Request, Store, Targets};
 use crate::value::{OpsOf, SharedValue};
 
 /// Namespace of tag counters.
@@ -80,6 +80,21 @@ fn counter_names(tags: &[KeyWriter], versions: &[KeyWriter]) -> Vec<String> {
     tags.chain(versions).collect()
 }
 
+/// A hit on an entry another function wrote: reported if it was stored under
+/// other tags or versions than this call's.
+#[cold]
+fn shared_entry(
+    site: &'static Site,
+    key: &KeyWriter,
+    entry: &MemoryEntry,
+    tags: &[KeyWriter],
+    versions: &[KeyWriter],
+) {
+    if let Some(what) = entry.differs_in_dependencies(&counter_names(tags, versions)) {
+        site.record_collision(key, entry.site, what);
+    }
+}
+
 /// The cache-aside path of a `#[cached]` function: serve a fresh entry, or run
 /// `body` once for all concurrent callers of the key and store its cacheable value.
 pub async fn cached<M, R, K, C, F, const TAGS: usize, const VERSIONS: usize>(
@@ -104,6 +119,9 @@ where
         && let Some(value) = entry.value.downcast_ref::<M::Value>()
     {
         site.record_hit();
+        if entry.site != site.id() {
+            shared_entry(site, &key, &entry, &dependencies.tags, &dependencies.versions);
+        }
         crate::entry_info::record(|| entry.meta.info(&key, true));
         return M::from_cached(value.clone());
     }

@@ -161,6 +161,8 @@ pub struct Envelope {
     pub codec: u8,
     /// [`type_fingerprint`] of the value type (and of a generic function's type arguments).
     pub fingerprint: u64,
+    /// Which `#[cached]` function wrote the entry (a hash of its path).
+    pub site: u64,
     /// When the value was stored, in milliseconds since the Unix epoch.
     pub filled_at_ms: u64,
     /// Until when the value is fresh, in milliseconds since the Unix epoch.
@@ -183,7 +185,7 @@ impl Envelope {
     /// ```
     /// use cache_runtime::{Envelope, Postcard, codec::FORMAT_VERSION};
     ///
-    /// let header = Envelope { format: FORMAT_VERSION, codec: 1, fingerprint: 9,
+    /// let header = Envelope { format: FORMAT_VERSION, codec: 1, fingerprint: 9, site: 4,
     ///     filled_at_ms: 1, fresh_until_ms: 2, stale_until_ms: 2, load_micros: 5,
     ///     dependencies: vec![("t:org:7".into(), 3)] };
     /// let bytes = header.encode::<Postcard, _>(&"hello").unwrap();
@@ -207,16 +209,15 @@ impl Envelope {
         Ok(out)
     }
 
-    /// Reads a whole entry into a type-erased value, checking codec and type.
-    pub(crate) fn decode_erased(
-        bytes: &[u8],
+    /// Decodes the payload after this header into a type-erased value, checking codec and type.
+    pub(crate) fn decode_payload(
+        &self,
+        payload: &[u8],
         ops: &ValueOps,
         fingerprint: u64,
-    ) -> Result<(Self, SharedValue), DecodeError> {
-        let (header, payload) = Self::decode_header(bytes)?;
-        header.check(ops.codec, fingerprint)?;
-        let value = (ops.decode)(payload)?;
-        Ok((header, value))
+    ) -> Result<SharedValue, DecodeError> {
+        self.check(ops.codec, fingerprint)?;
+        (ops.decode)(payload)
     }
 
     fn check(&self, codec: u8, fingerprint: u64) -> Result<(), DecodeError> {
@@ -304,6 +305,7 @@ mod tests {
             format: FORMAT_VERSION,
             codec: Postcard::ID,
             fingerprint: type_fingerprint(&["User"]),
+            site: 4,
             filled_at_ms: 10,
             fresh_until_ms: 20,
             stale_until_ms: 30,

@@ -47,6 +47,12 @@
 //!   member lists. On Redis the counters expire no earlier than the entries that
 //!   depend on them, so they are bounded by the tags in use within one TTL; in
 //!   memory they live in a bounded table ([`CacheBuilder::generation_capacity`]).
+//! - Two functions whose key templates render the same key never serve each
+//!   other a value of the wrong type (the entry's type fingerprint makes it a
+//!   miss). When they meet with another value type or other tags, it is
+//!   reported: a warning once, `cache_key_collisions_total` and
+//!   [`SiteStats::key_collisions`]. A macro sees one function at a time, so this
+//!   is found at run time, not at compile time.
 //! - One rule on every store: an entry is valid while every tag and version it
 //!   was stored under is still at the generation it had when the entry's load
 //!   began. A call whose own tags differ (a tag from a parameter that is not in

@@ -13,6 +13,10 @@ use crate::observe;
 /// The static description of one `#[cached]` function.
 pub struct Site {
     function: &'static str,
+    /// A hash of `function`, stored with entries to tell which site wrote them.
+    id: u64,
+    /// Whether a key shared with another function was reported.
+    collision_reported: std::sync::atomic::AtomicBool,
     ttl: Duration,
     jitter: Duration,
     counters: Counters,
@@ -29,6 +33,7 @@ struct Counters {
     loads: AtomicU64,
     refused: AtomicU64,
     errors: AtomicU64,
+    collisions: AtomicU64,
     load_nanos: AtomicU64,
 }
 
@@ -57,6 +62,9 @@ pub struct SiteStats {
     pub refused_stores: u64,
     /// Cache failures (unreachable, undecodable entries) that fell back to the body.
     pub errors: u64,
+    /// Entries met under this function's key that another function wrote with
+    /// another value type or other tags: two key templates render the same key.
+    pub key_collisions: u64,
     /// Total time spent in the function body.
     pub load_time: Duration,
 }
@@ -113,6 +121,8 @@ impl Site {
     pub const fn new(function: &'static str, ttl_secs: u64, jitter_secs: u64) -> Self {
         Self {
             function,
+            id: fnv1a(function.as_bytes()),
+            collision_reported: std::sync::atomic::AtomicBool::new(false),
             ttl: Duration::from_secs(ttl_secs),
             jitter: Duration::from_secs(jitter_secs),
             counters: Counters {
@@ -121,6 +131,7 @@ impl Site {
                 loads: AtomicU64::new(0),
                 refused: AtomicU64::new(0),
                 errors: AtomicU64::new(0),
+                collisions: AtomicU64::new(0),
                 load_nanos: AtomicU64::new(0),
             },
             registered: Once::new(),
@@ -133,6 +144,35 @@ impl Site {
     #[must_use]
     pub fn function(&self) -> &'static str {
         self.function
+    }
+
+    /// Identifies this site in stored entries.
+    #[inline]
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// An entry under this site's key was written by the site `other` with
+    /// another value type or other tags (`what`): two key templates render the
+    /// same key. Counted every time, logged once per site.
+    #[cold]
+    pub(crate) fn record_collision(&'static self, key: &crate::KeyWriter, other: u64, what: &'static str) {
+        self.counters.collisions.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(observe::KEY_COLLISIONS, "function" => self.function).increment(1);
+        if !self.collision_reported.swap(true, Ordering::Relaxed) {
+            let other = SITES
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .find(|site| site.id == other)
+                .map_or("a function of another process or build", |site| site.function);
+            tracing::warn!(
+                function = self.function,
+                other,
+                %key,
+                "two cached functions share a key with {what}: give one of them another key template"
+            );
+        }
     }
 
     /// The configured time to live.
@@ -236,7 +276,20 @@ impl Site {
             loads: self.counters.loads.load(Ordering::Relaxed),
             refused_stores: self.counters.refused.load(Ordering::Relaxed),
             errors: self.counters.errors.load(Ordering::Relaxed),
+            key_collisions: self.counters.collisions.load(Ordering::Relaxed),
             load_time: Duration::from_nanos(self.counters.load_nanos.load(Ordering::Relaxed)),
         }
     }
+}
+
+/// FNV-1a of `bytes`, at compile time.
+const fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut i = 0;
+    while i < bytes.len() {
+        hash ^= bytes[i] as u64;
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        i += 1;
+    }
+    hash
 }

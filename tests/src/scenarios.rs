@@ -400,6 +400,7 @@ macro_rules! scenario_tests {
             entries_expire_after_their_ttl,
             methods_key_on_self_fields,
             generic_instantiations_never_share_values,
+            shared_key_templates_are_reported,
         );
     };
     (@each $fresh:expr; $($name:ident),* $(,)?) => {
@@ -411,6 +412,48 @@ macro_rules! scenario_tests {
             }
         )*
     };
+}
+
+#[cached(key = "shared:<id>", ttl = 60, cache = cache, skip = [cache])]
+async fn shared_number(cache: &Cache, id: u64) -> u64 {
+    id
+}
+
+#[cached(key = "shared:<id>", ttl = 60, cache = cache, skip = [cache])]
+async fn shared_text(cache: &Cache, id: u64) -> String {
+    id.to_string()
+}
+
+#[cached(key = "tagged:<id>", ttl = 60, tags = ["a:<id>"], cache = cache, skip = [cache])]
+async fn tagged_a(cache: &Cache, id: u64) -> u64 {
+    id
+}
+
+#[cached(key = "tagged:<id>", ttl = 60, tags = ["b:<id>"], cache = cache, skip = [cache])]
+async fn tagged_b(cache: &Cache, id: u64) -> u64 {
+    id
+}
+
+/// Key collisions counted so far for the function whose path ends with `name`.
+fn collisions(name: &str) -> u64 {
+    cache_runtime::stats().iter().find(|s| s.function.ends_with(name)).map_or(0, |s| s.key_collisions)
+}
+
+/// Two functions whose templates render the same key with another value type,
+/// or with other tags, are reported; one function called with other tag
+/// values (a tag from a parameter that is not in the key) is not.
+pub async fn shared_key_templates_are_reported(cache: &Cache) {
+    let before = (collisions("::shared_text"), collisions("::tagged_b"), collisions("::get_user"));
+    assert_eq!(shared_number(cache, 1).await, 1);
+    assert_eq!(shared_text(cache, 1).await, "1", "another value type is a miss, never a wrong value");
+    assert!(collisions("::shared_text") > before.0, "another value type under the same key is reported");
+    tagged_a(cache, 2).await;
+    tagged_b(cache, 2).await;
+    assert!(collisions("::tagged_b") > before.1, "other tags under the same key are reported");
+    let db = Db::default();
+    get_user(cache, &db, 3, 7).await.unwrap();
+    get_user(cache, &db, 3, 8).await.unwrap();
+    assert_eq!(collisions("::get_user"), before.2, "one function with other tag values is no collision");
 }
 
 /// A versioned "database": each row's version, bumped by every write.

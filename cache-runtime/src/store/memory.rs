@@ -31,11 +31,31 @@ pub(crate) struct MemoryEntry {
     pub(crate) value: SharedValue,
     /// Fingerprint of the value type, codec and generic type arguments.
     fingerprint: u64,
+    /// [`Site::id`](crate::site::Site) of the function that wrote it.
+    pub(crate) site: u64,
     pub(crate) meta: EntryMeta,
     fresh_until: Instant,
     /// Tag and version counters, and the generations seen when the load began.
     dependencies: Box<[(Box<str>, u64)]>,
     weight: u64,
+}
+
+impl MemoryEntry {
+    /// How an entry another function wrote differs from what a call of
+    /// `fingerprint` under `dependencies` would store: `None` when it does not.
+    pub(crate) fn differs_from(&self, fingerprint: u64, dependencies: &[String]) -> Option<&'static str> {
+        if self.fingerprint != fingerprint {
+            return Some("another value type");
+        }
+        self.differs_in_dependencies(dependencies)
+    }
+
+    /// Whether the entry was stored under other tags or versions than `dependencies`.
+    pub(crate) fn differs_in_dependencies(&self, dependencies: &[String]) -> Option<&'static str> {
+        let same = self.dependencies.len() == dependencies.len()
+            && self.dependencies.iter().zip(dependencies).all(|((name, _), other)| **name == **other);
+        (!same).then_some("other tags or versions")
+    }
 }
 
 #[derive(Clone)]
@@ -112,6 +132,7 @@ impl MemoryStore {
         let entry = MemoryEntry {
             value: Arc::clone(fill.value),
             fingerprint: request.fingerprint,
+            site: request.site.id(),
             meta,
             fresh_until: deadline_after(fill.lifetime),
             dependencies,
@@ -159,6 +180,12 @@ impl Store for MemoryStore {
         leases.remove(key);
         if !self.generations_current(request, ticket) {
             return Commit::Refused;
+        }
+        if let Some(old) = self.entries.peek(key)
+            && old.site != request.site.id()
+            && let Some(what) = old.differs_from(request.fingerprint, request.dependencies)
+        {
+            request.site.record_collision(request.key, old.site, what);
         }
         self.insert(request, ticket, &fill)
     }

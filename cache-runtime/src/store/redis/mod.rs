@@ -312,6 +312,22 @@ impl RedisStore {
     }
 }
 
+/// An entry another function wrote under this call's key: reported when it
+/// holds another value type or was stored under other tags.
+#[cold]
+fn check_collision(request: &Request<'_>, envelope: &Envelope) {
+    let what = if envelope.fingerprint != request.fingerprint {
+        Some("another value type")
+    } else {
+        let same = envelope.dependencies.len() == request.dependencies.len()
+            && envelope.dependencies.iter().zip(request.dependencies).all(|((name, _), other)| name == other);
+        (!same).then_some("other tags or versions")
+    };
+    if let Some(what) = what {
+        request.site.record_collision(request.key, envelope.site, what);
+    }
+}
+
 fn counter_value(value: Value) -> Option<u64> {
     redis::from_redis_value::<Option<u64>>(value).ok().flatten()
 }
@@ -344,7 +360,14 @@ impl Store for RedisStore {
             }
         };
         let Some(bytes) = bytes else { return Found::Miss };
-        let (envelope, value) = match Envelope::decode_erased(&bytes, request.ops, request.fingerprint) {
+        let decoded = Envelope::decode_header(&bytes).and_then(|(envelope, payload)| {
+            if envelope.site != request.site.id() {
+                check_collision(request, &envelope);
+            }
+            let value = envelope.decode_payload(payload, request.ops, request.fingerprint)?;
+            Ok((envelope, value))
+        });
+        let (envelope, value) = match decoded {
             Ok(decoded) => decoded,
             Err(error) => {
                 self.undecodable(request, &error);
@@ -401,6 +424,7 @@ impl Store for RedisStore {
             format: crate::codec::FORMAT_VERSION,
             codec: request.ops.codec,
             fingerprint: request.fingerprint,
+            site: request.site.id(),
             filled_at_ms: meta.filled_at_ms,
             fresh_until_ms: meta.fresh_until_ms,
             stale_until_ms: meta.stale_until_ms,
