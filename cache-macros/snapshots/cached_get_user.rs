@@ -26,7 +26,7 @@ pub async fn get_user(db: &Db, id: u64, org_id: u64) -> Result<User, DbError> {
     };
     let __cache_mode = {
         use ::cache_runtime::__private::Returns as _;
-        (&&::cache_runtime::__private::Probe::<Result<User, DbError>>::new()).mode()
+        (&&&::cache_runtime::__private::Probe::<Result<User, DbError>>::new()).mode()
     };
     ::cache_runtime::__private::cached_as::<
         _,

@@ -33,7 +33,7 @@ pub async fn update_user(
     };
     let __cache_mode = {
         use ::cache_runtime::__private::Returns as _;
-        (&&::cache_runtime::__private::Probe::<Result<User, DbError>>::new()).mode()
+        (&&&::cache_runtime::__private::Probe::<Result<User, DbError>>::new()).mode()
     };
     ::cache_runtime::__private::invalidating_as::<
         _,

@@ -23,7 +23,7 @@ impl Users {
         };
         let __cache_mode = {
             use ::cache_runtime::__private::Returns as _;
-            (&&::cache_runtime::__private::Probe::<Option<User>>::new()).mode()
+            (&&&::cache_runtime::__private::Probe::<Option<User>>::new()).mode()
         };
         ::cache_runtime::__private::cached_as::<
             _,
@@ -72,7 +72,7 @@ impl Users {
         };
         let __cache_mode = {
             use ::cache_runtime::__private::Returns as _;
-            (&&::cache_runtime::__private::Probe::<u64>::new()).mode()
+            (&&&::cache_runtime::__private::Probe::<u64>::new()).mode()
         };
         ::cache_runtime::__private::cached_as::<
             _,
@@ -129,7 +129,7 @@ impl Users {
         };
         let __cache_mode = {
             use ::cache_runtime::__private::Returns as _;
-            (&&::cache_runtime::__private::Probe::<Result<(), DbError>>::new()).mode()
+            (&&&::cache_runtime::__private::Probe::<Result<(), DbError>>::new()).mode()
         };
         ::cache_runtime::__private::invalidating_as::<
             _,

@@ -10,7 +10,7 @@
 //!     static __CACHE_SITE: P::Site = P::Site::new(concat!(module_path!(), "::get_user"), 300, 0);
 //!     let key = { let mut w = P::KeyWriter::new(); w.write_literal("user:"); w.write_part(&id); w };
 //!     let dependencies = P::Dependencies { tags: [/* "org:" + org */], versions: [] };
-//!     let mode = { use P::Returns as _; (&&P::Probe::<Result<User, E>>::new()).mode() };
+//!     let mode = { use P::Returns as _; (&&&P::Probe::<Result<User, E>>::new()).mode() };
 //!     P::cached_as::<_, Result<User, E>, P::Postcard, _, _, 1, 0>(
 //!         mode, &__CACHE_SITE, P::default_cache(), key, dependencies, &[],
 //!         async move { let ret: Result<User, E> = { BODY }; ret },
@@ -167,7 +167,7 @@ fn mode_value(mode: &ModePlan, return_type: &syn::Type) -> TokenStream {
     match mode {
         ModePlan::ByType => quote!({
             use ::cache_runtime::__private::Returns as _;
-            (&&::cache_runtime::__private::Probe::<#return_type>::new()).mode()
+            (&&&::cache_runtime::__private::Probe::<#return_type>::new()).mode()
         }),
         ModePlan::Explicit(Returns { kind: ReturnsKind::Result, value }) => {
             quote_spanned!(value.span()=> ::cache_runtime::__private::result_mode::<#return_type>())
@@ -235,6 +235,13 @@ fn generate_cached(function: &ItemFn, signature: &Signature, plan: &CachedPlan) 
         Some(jitter) => seconds(jitter, "__CACHE_JITTER", false),
         None => (TokenStream::new(), quote!(0u64)),
     };
+    let (negative_items, negative) = match &plan.negative_ttl {
+        Some(negative_ttl) => {
+            let (items, seconds) = seconds(negative_ttl, "__CACHE_NEGATIVE_TTL", false);
+            (items, quote!(.with_negative_ttl(#seconds)))
+        }
+        None => (TokenStream::new(), TokenStream::new()),
+    };
     let scope = if signature.in_impl { Scope::ImplType } else { Scope::Unscoped };
     let key = match &plan.key {
         KeyPlan::Template(template) => render(template, signature, scope),
@@ -253,6 +260,15 @@ fn generate_cached(function: &ItemFn, signature: &Signature, plan: &CachedPlan) 
         None => quote!(::cache_runtime::__private::Postcard),
     };
     let body = body(function);
+    // Spanned at the option's value: that is what does not fit the return type.
+    let negative_check = plan.negative_ttl.as_ref().map(|negative_ttl| {
+        let span = match negative_ttl {
+            Seconds::Literal { literal, .. } => literal.span(),
+            Seconds::Const(expr) => syn::spanned::Spanned::span(expr),
+            Seconds::Invalid => Span::call_site(),
+        };
+        quote_spanned!(span=> ::cache_runtime::__private::negative_caching::<#ret>();)
+    });
     let (site, key_local, dependencies, mode_local) =
         (local("__CACHE_SITE"), local("__cache_key"), local("__cache_dependencies"), local("__cache_mode"));
     let call_span = syn::spanned::Spanned::span(ret);
@@ -274,17 +290,19 @@ fn generate_cached(function: &ItemFn, signature: &Signature, plan: &CachedPlan) 
         #vis #sig {
             #ttl_items
             #jitter_items
+            #negative_items
             static #site: ::cache_runtime::__private::Site = ::cache_runtime::__private::Site::new(
                 ::cache_runtime::__private::concat!(::cache_runtime::__private::module_path!(), "::", #name),
                 #ttl,
                 #jitter,
-            );
+            )#negative;
             let #key_local = #key;
             let #dependencies = ::cache_runtime::__private::Dependencies {
                 tags: [#(#tags),*],
                 versions: [#(#versions),*],
             };
             let #mode_local = #mode;
+            #negative_check
             #call
         }
     }

@@ -91,6 +91,7 @@ pub(crate) struct CachedOptions {
     pub(crate) key: Option<LitStr>,
     pub(crate) ttl: Option<Seconds>,
     pub(crate) jitter: Option<Seconds>,
+    pub(crate) negative_ttl: Option<Seconds>,
     pub(crate) tags: Vec<LitStr>,
     pub(crate) version: Option<LitStr>,
     pub(crate) skip: Vec<Ident>,
@@ -111,7 +112,7 @@ pub(crate) struct InvalidatesOptions {
 }
 
 const CACHED_OPTIONS: &[&str] =
-    &["key", "ttl", "jitter", "tags", "version", "skip", "cache", "codec", "returns"];
+    &["key", "ttl", "jitter", "negative_ttl", "tags", "version", "skip", "cache", "codec", "returns"];
 const INVALIDATES_OPTIONS: &[&str] = &["keys", "tags", "versions", "skip", "cache", "returns"];
 
 /// Reads options one by one, catching unknown and duplicate names in one place.
@@ -230,6 +231,7 @@ impl CachedOptions {
                 "key" => options.key = string(value, "a key template", errors),
                 "ttl" => options.ttl = Some(seconds(value, "ttl", errors)),
                 "jitter" => options.jitter = Some(seconds(value, "jitter", errors)),
+                "negative_ttl" => options.negative_ttl = Some(seconds(value, "negative_ttl", errors)),
                 "tags" => options.tags = strings(value, "a tag template", errors),
                 "version" => options.version = string(value, "a version template", errors),
                 "skip" => options.skip = idents(value, errors),

@@ -46,6 +46,7 @@ pub(crate) struct CachedPlan {
     pub(crate) versions: Vec<Template>,
     pub(crate) ttl: Seconds,
     pub(crate) jitter: Option<Seconds>,
+    pub(crate) negative_ttl: Option<Seconds>,
     pub(crate) cache: Option<Expr>,
     pub(crate) codec: Option<syn::Path>,
 }
@@ -195,6 +196,14 @@ pub(crate) fn cached(
     if let Some(Seconds::Const(expr)) = &options.jitter {
         check_constant(expr, "jitter", signature, errors);
     }
+    match &options.negative_ttl {
+        Some(Seconds::Literal { literal, value: 0 }) => errors.at(
+            literal,
+            "`negative_ttl = 0` would never serve a cached `None`: give a positive number of seconds, or remove it to leave `None` uncached",
+        ),
+        Some(Seconds::Const(expr)) => check_constant(expr, "negative_ttl", signature, errors),
+        _ => {}
+    }
     if signature.returns_type_parameter && options.returns.is_none() {
         let ty = &signature.return_type;
         let name = quote::ToTokens::to_token_stream(ty);
@@ -273,6 +282,7 @@ pub(crate) fn cached(
         versions,
         ttl: options.ttl?,
         jitter: options.jitter,
+        negative_ttl: options.negative_ttl,
         cache: options.cache,
         codec: options.codec,
     })

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::cache::Cache;
 use crate::codec::Codec;
-use crate::engine::{self, Served};
+use crate::engine::{self, Loaded, Served};
 use crate::invalidation;
 use crate::key::KeyWriter;
 use crate::mode::{CacheValue, Mode};
@@ -131,7 +131,11 @@ where
     let mut output = None;
     let load = async {
         let returned = body.await;
-        let cacheable = M::cacheable(&returned).map(|value| Arc::new(value.clone()) as SharedValue);
+        let cacheable = M::cacheable(&returned).and_then(|value| {
+            let negative = M::is_negative(value);
+            (!negative || site.caches_absences())
+                .then(|| Loaded { value: Arc::new(value.clone()) as SharedValue, negative })
+        });
         output = Some(returned);
         cacheable
     };

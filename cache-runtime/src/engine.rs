@@ -20,6 +20,13 @@ use crate::single_flight::{FlightGuard, Outcome, Role, wait};
 use crate::store::{AnyStore, CacheError, Commit, Fill, Found, Lease, Request, Store, Ticket, new_token};
 use crate::value::SharedValue;
 
+/// What a body's run gives the cache: its cacheable value, and whether that
+/// value is an absence (`None`, cached for `negative_ttl`).
+pub(crate) struct Loaded {
+    pub(crate) value: SharedValue,
+    pub(crate) negative: bool,
+}
+
 /// How a call was answered.
 pub(crate) enum Served {
     /// From the cache, or from a flight this call waited for.
@@ -33,7 +40,7 @@ pub(crate) enum Served {
 /// `load` is polled at most once; a `Cached` value is of the request's type.
 pub(crate) async fn serve<L>(cache: &Cache, request: &Request<'_>, load: L) -> Served
 where
-    L: Future<Output = Option<SharedValue>>,
+    L: Future<Output = Option<Loaded>>,
 {
     let mut load = pin!(load);
     let store = &cache.inner.store;
@@ -68,7 +75,15 @@ where
                         let value = load.as_mut().await;
                         let load_time = started.elapsed();
                         request.site.record_load(load_time);
-                        let fill = value.as_ref().map(|value| Fill { value, lifetime, load_time });
+                        let fill = value.as_ref().map(|loaded| Fill {
+                            value: &loaded.value,
+                            lifetime: if loaded.negative {
+                                request.site.negative_lifetime()
+                            } else {
+                                lifetime
+                            },
+                            load_time,
+                        });
                         finish(request, flight, lease, fill).await;
                         Served::Loaded
                     }
@@ -96,7 +111,7 @@ where
 }
 
 /// Runs the body without storing its value.
-async fn run_unstored<L: Future<Output = Option<SharedValue>>>(
+async fn run_unstored<L: Future<Output = Option<Loaded>>>(
     request: &Request<'_>,
     load: Pin<&mut L>,
 ) -> Served {

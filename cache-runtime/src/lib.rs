@@ -127,6 +127,7 @@ pub use cache::{AlreadyInstalled, Cache, CacheBuilder, CacheStatus, ConfigError,
 /// | `key = "user:<id>"` | the key template; `<name>` is a parameter, `<name.field>` a field of one (`<self.tenant>` in a method). Default: the function's path (with its impl's type and generic arguments) and every parameter not skipped |
 /// | `ttl = 300` | seconds an entry is served (required): a number or a `u64` constant expression (`USER_TTL`, `5 * 60`, `PAGE_TTL.as_secs()`), checked at compile time to be positive |
 /// | `jitter = 45` | up to this many seconds added at random to each entry's lifetime; a number or a constant expression too |
+/// | `negative_ttl = 10` | caches `None` (and `Ok(None)`) for this many seconds; without it absences are not cached |
 /// | `tags = ["org:<org_id>"]` | groups invalidated together by `#[invalidates(tags = ...)]` |
 /// | `version = "team:<team_id>"` | a versioned namespace: bumping it drops every entry in it at once |
 /// | `skip = [db]` | parameters that are not part of the result's identity |
@@ -134,8 +135,9 @@ pub use cache::{AlreadyInstalled, Cache, CacheBuilder, CacheStatus, ConfigError,
 /// | `codec = cache_runtime::Json` | how values are encoded outside the process; default [`Postcard`] |
 /// | `returns = value` | what is cached when the return type cannot say it: `result` (`Ok` only), `option` (`Some` only) or `value` (everything); required when the function returns one of its own type parameters |
 ///
-/// `Result<T, E>` caches `Ok` only, `Option<T>` caches `Some` only, any other
-/// type is cached as is. The type decides, not its name: aliases such as
+/// `Result<T, E>` caches `Ok` only, `Option<T>` caches `Some` only (and `None`
+/// for `negative_ttl` seconds when set), `Result<Option<T>, E>` follows the
+/// rule of `Option<T>` inside `Ok`, any other type is cached as is. The type decides, not its name: aliases such as
 /// `type ApiResult<T> = Result<T, ApiError>` or `type Maybe<T> = Option<T>`
 /// behave like the types they name, and a type of yours called `Option` is a
 /// value like any other. A return type that is a generic parameter of the
@@ -282,7 +284,10 @@ pub mod __private {
     };
     pub use crate::codec::Postcard;
     pub use crate::key::{KeyPart, KeyWriter, function_path};
-    pub use crate::mode::{CacheValue, Mode, OptionMode, PlainMode, ResultMode};
+    pub use crate::mode::{
+        CacheValue, Mode, NegativeCaching, OptionMode, PlainMode, ResultMode, ResultOptionMode,
+        negative_caching,
+    };
     pub use crate::returns::{
         IsOption, IsResult, Probe, Returns, cached_as, invalidating_as, option_mode, result_mode,
     };

@@ -24,12 +24,33 @@ pub trait Mode<R> {
     fn from_cached(value: Self::Value) -> R;
     /// Whether a write succeeded (and so must invalidate).
     fn succeeded(output: &R) -> bool;
+    /// Whether a cacheable value is an absence (`None`), cached only with
+    /// `negative_ttl` and for that long.
+    fn is_negative(_value: &Self::Value) -> bool {
+        false
+    }
 }
+
+/// A return type whose absences may be cached: `negative_ttl` is accepted.
+#[diagnostic::on_unimplemented(
+    message = "`negative_ttl` caches `None`: the function must return `Option<T>` or `Result<Option<T>, E>`",
+    label = "`{Self}` has no `None` to cache",
+    note = "remove `negative_ttl`, or return an `Option`"
+)]
+pub trait NegativeCaching {}
+
+impl<T> NegativeCaching for Option<T> {}
+impl<T, E> NegativeCaching for Result<Option<T>, E> {}
+
+/// Checks at compile time that `negative_ttl` fits the return type `R`.
+pub fn negative_caching<R: NegativeCaching>() {}
 
 /// `Result<T, E>`: caches `Ok` only; a write succeeded when it returned `Ok`.
 pub struct ResultMode;
-/// `Option<T>`: caches `Some` only.
+/// `Option<T>`: caches `Some`, and `None` only with `negative_ttl`.
 pub struct OptionMode;
+/// `Result<Option<T>, E>`: like [`OptionMode`] inside `Ok`; `Err` is never cached.
+pub struct ResultOptionMode;
 /// Any other type: cached as is; a write always succeeded.
 pub struct PlainMode;
 
@@ -47,15 +68,34 @@ impl<T, E> Mode<Result<T, E>> for ResultMode {
 }
 
 impl<T> Mode<Option<T>> for OptionMode {
-    type Value = T;
-    fn cacheable(output: &Option<T>) -> Option<&T> {
-        output.as_ref()
+    type Value = Option<T>;
+    fn cacheable(output: &Option<T>) -> Option<&Option<T>> {
+        Some(output)
     }
-    fn from_cached(value: T) -> Option<T> {
-        Some(value)
+    fn from_cached(value: Option<T>) -> Option<T> {
+        value
     }
     fn succeeded(_: &Option<T>) -> bool {
         true
+    }
+    fn is_negative(value: &Option<T>) -> bool {
+        value.is_none()
+    }
+}
+
+impl<T, E> Mode<Result<Option<T>, E>> for ResultOptionMode {
+    type Value = Option<T>;
+    fn cacheable(output: &Result<Option<T>, E>) -> Option<&Option<T>> {
+        output.as_ref().ok()
+    }
+    fn from_cached(value: Option<T>) -> Result<Option<T>, E> {
+        Ok(value)
+    }
+    fn succeeded(output: &Result<Option<T>, E>) -> bool {
+        output.is_ok()
+    }
+    fn is_negative(value: &Option<T>) -> bool {
+        value.is_none()
     }
 }
 

@@ -1,12 +1,13 @@
 //! What a function returns decides what is cached, by type rather than by name.
 //!
 //! Generated code asks a [`Probe`] of the declared return type for its mode,
-//! with method-call syntax: `(&&Probe::<R>::new()).mode()`. The impls for
-//! `Result` and `Option` take `&&Probe`, the catch-all takes `&Probe`, and
-//! method resolution tries the outer reference first, so a `Result` — under
-//! its own name or an alias such as `type ApiResult<T> = Result<T, ApiError>` —
-//! picks [`ResultMode`], an `Option` picks [`OptionMode`], anything else
-//! [`PlainMode`]. A return type that is a generic parameter cannot be told
+//! with method-call syntax: `(&&&Probe::<R>::new()).mode()`. The impl for
+//! `Result<Option<T>, E>` takes `&&&Probe`, those for `Result` and `Option`
+//! take `&&Probe`, the catch-all takes `&Probe`, and method resolution tries
+//! the outer reference first, so a `Result<Option<T>, E>` picks
+//! [`ResultOptionMode`], another `Result` — under its own name or an alias such
+//! as `type ApiResult<T> = Result<T, ApiError>` — picks [`ResultMode`], an
+//! `Option` picks [`OptionMode`], anything else [`PlainMode`]. A return type that is a generic parameter cannot be told
 //! apart in the generic body, so it is cached whole (the macro asks for
 //! `returns = value` when it can see the parameter).
 //!
@@ -19,7 +20,7 @@ use std::marker::PhantomData;
 use crate::call::{AsCache, Dependencies, Invalidation, cached, invalidating};
 use crate::codec::Codec;
 use crate::key::KeyWriter;
-use crate::mode::{CacheValue, Mode, OptionMode, PlainMode, ResultMode};
+use crate::mode::{CacheValue, Mode, OptionMode, PlainMode, ResultMode, ResultOptionMode};
 use crate::site::Site;
 
 /// Stands for a return type `R` while its mode is looked up.
@@ -45,6 +46,13 @@ pub trait Returns {
     type Mode;
     /// The mode, as a value whose type the wrappers read.
     fn mode(self) -> Self::Mode;
+}
+
+impl<T, E> Returns for &&&Probe<Result<Option<T>, E>> {
+    type Mode = ResultOptionMode;
+    fn mode(self) -> ResultOptionMode {
+        ResultOptionMode
+    }
 }
 
 impl<T, E> Returns for &&Probe<Result<T, E>> {
@@ -158,7 +166,7 @@ where
 }
 
 #[cfg(test)]
-// The double borrow is the dispatch: a `Result` stops at `&&Probe`.
+// The triple borrow is the dispatch: a `Result` stops at `&&Probe`.
 #[allow(clippy::needless_borrow)]
 mod tests {
     use super::*;
@@ -173,18 +181,19 @@ mod tests {
 
     #[test]
     fn aliases_pick_the_mode_of_the_type_they_name() {
-        assert_eq!(mode_name((&&Probe::<Result<u8, ()>>::new()).mode()), "ResultMode");
-        assert_eq!(mode_name((&&Probe::<ApiResult<u8>>::new()).mode()), "ResultMode");
-        assert_eq!(mode_name((&&Probe::<Option<u8>>::new()).mode()), "OptionMode");
-        assert_eq!(mode_name((&&Probe::<Maybe<u8>>::new()).mode()), "OptionMode");
-        assert_eq!(mode_name((&&Probe::<Vec<u8>>::new()).mode()), "PlainMode");
-        assert_eq!(mode_name((&&Probe::<()>::new()).mode()), "PlainMode");
+        assert_eq!(mode_name((&&&Probe::<Result<u8, ()>>::new()).mode()), "ResultMode");
+        assert_eq!(mode_name((&&&Probe::<Result<Option<u8>, ()>>::new()).mode()), "ResultOptionMode");
+        assert_eq!(mode_name((&&&Probe::<ApiResult<u8>>::new()).mode()), "ResultMode");
+        assert_eq!(mode_name((&&&Probe::<Option<u8>>::new()).mode()), "OptionMode");
+        assert_eq!(mode_name((&&&Probe::<Maybe<u8>>::new()).mode()), "OptionMode");
+        assert_eq!(mode_name((&&&Probe::<Vec<u8>>::new()).mode()), "PlainMode");
+        assert_eq!(mode_name((&&&Probe::<()>::new()).mode()), "PlainMode");
     }
 
     #[test]
     fn a_generic_return_type_is_cached_whole() {
         fn mode_of<T>() -> &'static str {
-            mode_name((&&Probe::<T>::new()).mode())
+            mode_name((&&&Probe::<T>::new()).mode())
         }
         assert_eq!(mode_of::<Result<u8, ()>>(), "PlainMode");
     }

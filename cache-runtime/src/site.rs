@@ -19,6 +19,8 @@ pub struct Site {
     collision_reported: std::sync::atomic::AtomicBool,
     ttl: Duration,
     jitter: Duration,
+    /// How long an absence (`None`) is served; `None`: absences are not cached.
+    negative_ttl: Option<Duration>,
     counters: Counters,
     registered: Once,
     metrics: OnceLock<SiteMetrics>,
@@ -125,6 +127,7 @@ impl Site {
             collision_reported: std::sync::atomic::AtomicBool::new(false),
             ttl: Duration::from_secs(ttl_secs),
             jitter: Duration::from_secs(jitter_secs),
+            negative_ttl: None,
             counters: Counters {
                 hits: AtomicU64::new(0),
                 misses: AtomicU64::new(0),
@@ -138,6 +141,23 @@ impl Site {
             metrics: OnceLock::new(),
             fingerprint: OnceLock::new(),
         }
+    }
+
+    /// This site, caching absences (`None`) for `secs` seconds.
+    #[must_use]
+    pub const fn with_negative_ttl(mut self, secs: u64) -> Self {
+        self.negative_ttl = Some(Duration::from_secs(secs));
+        self
+    }
+
+    /// Whether absences (`None`) are cached.
+    pub(crate) fn caches_absences(&self) -> bool {
+        self.negative_ttl.is_some()
+    }
+
+    /// The lifetime of a new entry holding an absence.
+    pub(crate) fn negative_lifetime(&self) -> Duration {
+        self.negative_ttl.unwrap_or_default()
     }
 
     /// `module::function` of the annotated function.

@@ -401,6 +401,7 @@ macro_rules! scenario_tests {
             methods_key_on_self_fields,
             generic_instantiations_never_share_values,
             shared_key_templates_are_reported,
+            absences_are_cached_only_with_negative_ttl,
         );
     };
     (@each $fresh:expr; $($name:ident),* $(,)?) => {
@@ -454,6 +455,56 @@ pub async fn shared_key_templates_are_reported(cache: &Cache) {
     get_user(cache, &db, 3, 7).await.unwrap();
     get_user(cache, &db, 3, 8).await.unwrap();
     assert_eq!(collisions("::get_user"), before.2, "one function with other tag values is no collision");
+}
+
+#[cached(key = "maybe:<id>", ttl = 60, negative_ttl = 1, cache = cache, skip = [cache, runs])]
+async fn maybe_with_negative(cache: &Cache, runs: &AtomicUsize, id: u64) -> Option<u64> {
+    runs.fetch_add(1, Ordering::SeqCst);
+    id.is_multiple_of(2).then_some(id)
+}
+
+#[cached(key = "lookup:<id>", ttl = 60, cache = cache, skip = [cache, runs])]
+async fn lookup_without_negative(cache: &Cache, runs: &AtomicUsize, id: u64) -> Result<Option<u64>, String> {
+    runs.fetch_add(1, Ordering::SeqCst);
+    Ok(id.is_multiple_of(2).then_some(id))
+}
+
+#[cached(key = "lookup-neg:<id>", ttl = 60, negative_ttl = 1, cache = cache, skip = [cache, runs])]
+async fn lookup_with_negative(cache: &Cache, runs: &AtomicUsize, id: u64) -> Result<Option<u64>, String> {
+    runs.fetch_add(1, Ordering::SeqCst);
+    Ok(id.is_multiple_of(2).then_some(id))
+}
+
+/// `None` and `Ok(None)` are cached only with `negative_ttl`, and only that long;
+/// `Result<Option<T>, E>` follows the rule of `Option<T>`.
+pub async fn absences_are_cached_only_with_negative_ttl(cache: &Cache) {
+    let runs = AtomicUsize::new(0);
+    assert_eq!(maybe_with_negative(cache, &runs, 1).await, None);
+    assert_eq!(maybe_with_negative(cache, &runs, 1).await, None);
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "the absence was cached");
+    assert_eq!(maybe_with_negative(cache, &runs, 2).await, Some(2));
+    assert_eq!(maybe_with_negative(cache, &runs, 2).await, Some(2));
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+
+    let runs = AtomicUsize::new(0);
+    assert_eq!(lookup_without_negative(cache, &runs, 1).await, Ok(None));
+    assert_eq!(lookup_without_negative(cache, &runs, 1).await, Ok(None));
+    assert_eq!(runs.load(Ordering::SeqCst), 2, "Ok(None) is not cached without negative_ttl");
+    assert_eq!(lookup_without_negative(cache, &runs, 2).await, Ok(Some(2)));
+    assert_eq!(lookup_without_negative(cache, &runs, 2).await, Ok(Some(2)));
+    assert_eq!(runs.load(Ordering::SeqCst), 3, "Ok(Some) is cached");
+
+    let runs = AtomicUsize::new(0);
+    assert_eq!(lookup_with_negative(cache, &runs, 1).await, Ok(None));
+    assert_eq!(lookup_with_negative(cache, &runs, 1).await, Ok(None));
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "Ok(None) is cached with negative_ttl");
+
+    // The absences expire after negative_ttl; the value lives its full ttl.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let runs = AtomicUsize::new(0);
+    assert_eq!(maybe_with_negative(cache, &runs, 1).await, None);
+    assert_eq!(maybe_with_negative(cache, &runs, 2).await, Some(2));
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "only the absence was loaded again");
 }
 
 /// A versioned "database": each row's version, bumped by every write.
