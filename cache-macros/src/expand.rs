@@ -242,6 +242,7 @@ fn generate_cached(function: &ItemFn, signature: &Signature, plan: &CachedPlan) 
         }
         None => (TokenStream::new(), TokenStream::new()),
     };
+    let group = plan.group.as_ref().map(|group| quote!(.in_group(#group)));
     let scope = if signature.in_impl { Scope::ImplType } else { Scope::Unscoped };
     let key = match &plan.key {
         KeyPlan::Template(template) => render(template, signature, scope),
@@ -295,7 +296,7 @@ fn generate_cached(function: &ItemFn, signature: &Signature, plan: &CachedPlan) 
                 ::cache_runtime::__private::concat!(::cache_runtime::__private::module_path!(), "::", #name),
                 #ttl,
                 #jitter,
-            )#negative;
+            )#negative #group;
             let #key_local = #key;
             let #dependencies = ::cache_runtime::__private::Dependencies {
                 tags: [#(#tags),*],

@@ -92,6 +92,7 @@ pub(crate) struct CachedOptions {
     pub(crate) ttl: Option<Seconds>,
     pub(crate) jitter: Option<Seconds>,
     pub(crate) negative_ttl: Option<Seconds>,
+    pub(crate) group: Option<LitStr>,
     pub(crate) tags: Vec<LitStr>,
     pub(crate) version: Option<LitStr>,
     pub(crate) skip: Vec<Ident>,
@@ -111,8 +112,19 @@ pub(crate) struct InvalidatesOptions {
     pub(crate) returns: Option<Returns>,
 }
 
-const CACHED_OPTIONS: &[&str] =
-    &["key", "ttl", "jitter", "negative_ttl", "tags", "version", "skip", "cache", "codec", "returns"];
+const CACHED_OPTIONS: &[&str] = &[
+    "key",
+    "ttl",
+    "jitter",
+    "negative_ttl",
+    "group",
+    "tags",
+    "version",
+    "skip",
+    "cache",
+    "codec",
+    "returns",
+];
 const INVALIDATES_OPTIONS: &[&str] = &["keys", "tags", "versions", "skip", "cache", "returns"];
 
 /// Reads options one by one, catching unknown and duplicate names in one place.
@@ -232,6 +244,7 @@ impl CachedOptions {
                 "ttl" => options.ttl = Some(seconds(value, "ttl", errors)),
                 "jitter" => options.jitter = Some(seconds(value, "jitter", errors)),
                 "negative_ttl" => options.negative_ttl = Some(seconds(value, "negative_ttl", errors)),
+                "group" => options.group = string(value, "a group name", errors),
                 "tags" => options.tags = strings(value, "a tag template", errors),
                 "version" => options.version = string(value, "a version template", errors),
                 "skip" => options.skip = idents(value, errors),

@@ -47,6 +47,7 @@ pub(crate) struct CachedPlan {
     pub(crate) ttl: Seconds,
     pub(crate) jitter: Option<Seconds>,
     pub(crate) negative_ttl: Option<Seconds>,
+    pub(crate) group: Option<LitStr>,
     pub(crate) cache: Option<Expr>,
     pub(crate) codec: Option<syn::Path>,
 }
@@ -196,6 +197,14 @@ pub(crate) fn cached(
     if let Some(Seconds::Const(expr)) = &options.jitter {
         check_constant(expr, "jitter", signature, errors);
     }
+    if let Some(group) = &options.group
+        && group.value().trim().is_empty()
+    {
+        errors.at(
+            group,
+            "an empty `group` names nothing: give a name such as `group = \"users\"`, or remove it",
+        );
+    }
     match &options.negative_ttl {
         Some(Seconds::Literal { literal, value: 0 }) => errors.at(
             literal,
@@ -283,6 +292,7 @@ pub(crate) fn cached(
         ttl: options.ttl?,
         jitter: options.jitter,
         negative_ttl: options.negative_ttl,
+        group: options.group,
         cache: options.cache,
         codec: options.codec,
     })

@@ -9,6 +9,7 @@ use crate::call::{TAG, VERSION, dependency_name};
 use crate::invalidation;
 use crate::key::KeyWriter;
 use crate::single_flight::SingleFlight;
+use crate::site::Site;
 use crate::store::memory::MemoryStore;
 use crate::store::redis::{RedisSettings, RedisStore};
 use crate::store::{AnyStore, CacheError, LayerStatus, Store, Targets};
@@ -40,6 +41,24 @@ pub(crate) struct Inner {
     pub(crate) pending_invalidations: AtomicU64,
     pub(crate) invalidation_attempts: u32,
     lease_wait: Duration,
+    ttl_overrides: Box<[TtlOverride]>,
+}
+
+/// A `ttl` and `jitter` set at start-up for a function or a group.
+#[derive(Debug, Clone)]
+struct TtlOverride {
+    target: String,
+    ttl: Duration,
+    jitter: Duration,
+}
+
+impl TtlOverride {
+    fn applies_to(&self, site: &Site) -> bool {
+        let function = site.function();
+        site.group() == Some(self.target.as_str())
+            || function == self.target
+            || function.strip_suffix(self.target.as_str()).is_some_and(|rest| rest.ends_with("::"))
+    }
 }
 
 /// What [`Cache::status`] reports: each layer's size and health.
@@ -114,6 +133,7 @@ pub struct CacheBuilder {
     redis: Option<redis::Client>,
     settings: RedisSettings,
     invalidation_attempts: u32,
+    ttl_overrides: Vec<TtlOverride>,
 }
 
 impl Default for CacheBuilder {
@@ -125,6 +145,7 @@ impl Default for CacheBuilder {
             redis: None,
             settings: RedisSettings::default(),
             invalidation_attempts: 10,
+            ttl_overrides: Vec::new(),
         }
     }
 }
@@ -226,6 +247,45 @@ impl CacheBuilder {
         self
     }
 
+    /// Overrides the `ttl` and `jitter` of the `#[cached]` functions `target`
+    /// names, for entries this cache stores: a function's path
+    /// (`"myapp::users::get_user"`), its last segments (`"users::get_user"`,
+    /// `"get_user"`), or a `group = "..."` given to several functions. For TTLs
+    /// from configuration, read at start-up. The first override that names a
+    /// function applies.
+    ///
+    /// # Errors
+    /// An empty `target`, or a `ttl` of zero.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), cache_runtime::ConfigError> {
+    /// use std::time::Duration;
+    ///
+    /// let user_ttl = Duration::from_secs(120); // from the configuration file
+    /// let cache = cache_runtime::Cache::builder()
+    ///     .ttl_override("users::get_user", user_ttl, Duration::from_secs(10))?
+    ///     .ttl_override("reports", Duration::from_secs(3600), Duration::ZERO)? // #[cached(group = "reports")]
+    ///     .build();
+    /// # Ok(()) }
+    /// ```
+    pub fn ttl_override(
+        mut self,
+        target: &str,
+        ttl: Duration,
+        jitter: Duration,
+    ) -> Result<Self, ConfigError> {
+        if target.is_empty() {
+            return Err(ConfigError("a TTL override needs a function path or a group name".to_owned()));
+        }
+        if ttl.is_zero() {
+            return Err(ConfigError(format!(
+                "the TTL override for {target:?} is zero, which would never serve a cached value"
+            )));
+        }
+        self.ttl_overrides.push(TtlOverride { target: target.to_owned(), ttl, jitter });
+        Ok(self)
+    }
+
     /// The cache.
     pub fn build(self) -> Cache {
         let lease_wait = self.settings.lease_wait;
@@ -244,6 +304,7 @@ impl CacheBuilder {
                 pending_invalidations: AtomicU64::new(0),
                 invalidation_attempts: self.invalidation_attempts,
                 lease_wait,
+                ttl_overrides: self.ttl_overrides.into_boxed_slice(),
             }),
         }
     }
@@ -401,6 +462,14 @@ impl Cache {
         CacheStatus {
             layers: vec![self.inner.store.status()],
             pending_invalidations: self.inner.pending_invalidations.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The lifetime of a new entry of `site`: its `ttl` and `jitter`, or an override's.
+    pub(crate) fn entry_lifetime(&self, site: &Site) -> Duration {
+        match self.inner.ttl_overrides.iter().find(|o| o.applies_to(site)) {
+            Some(o) => crate::site::lifetime(o.ttl, o.jitter),
+            None => site.entry_lifetime(),
         }
     }
 

@@ -64,7 +64,7 @@ where
     loop {
         let waiter = match flights.join(request.key.as_bytes(), request.dependencies) {
             Role::Leader(flight) => {
-                let lifetime = request.site.entry_lifetime();
+                let lifetime = cache.entry_lifetime(request.site);
                 return match claim(cache, request, lifetime).await {
                     Claim::Served(value) => {
                         flight.finish(Outcome::Stored);

@@ -127,6 +127,7 @@ pub use cache::{AlreadyInstalled, Cache, CacheBuilder, CacheStatus, ConfigError,
 /// | `key = "user:<id>"` | the key template; `<name>` is a parameter, `<name.field>` a field of one (`<self.tenant>` in a method). Default: the function's path (with its impl's type and generic arguments) and every parameter not skipped |
 /// | `ttl = 300` | seconds an entry is served (required): a number or a `u64` constant expression (`USER_TTL`, `5 * 60`, `PAGE_TTL.as_secs()`), checked at compile time to be positive |
 /// | `jitter = 45` | up to this many seconds added at random to each entry's lifetime; a number or a constant expression too |
+/// | `group = "reports"` | a name several functions share, for settings made at start-up ([`CacheBuilder::ttl_override`]) and in [`stats`] |
 /// | `negative_ttl = 10` | caches `None` (and `Ok(None)`) for this many seconds; without it absences are not cached |
 /// | `tags = ["org:<org_id>"]` | groups invalidated together by `#[invalidates(tags = ...)]` |
 /// | `version = "team:<team_id>"` | a versioned namespace: bumping it drops every entry in it at once |

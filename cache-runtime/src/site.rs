@@ -21,6 +21,8 @@ pub struct Site {
     jitter: Duration,
     /// How long an absence (`None`) is served; `None`: absences are not cached.
     negative_ttl: Option<Duration>,
+    /// The `group = "..."` of the function, for settings shared by several functions.
+    group: Option<&'static str>,
     counters: Counters,
     registered: Once,
     metrics: OnceLock<SiteMetrics>,
@@ -54,6 +56,8 @@ struct SiteMetrics {
 pub struct SiteStats {
     /// `module::function` of the annotated function.
     pub function: &'static str,
+    /// Its `group = "..."`, if any.
+    pub group: Option<&'static str>,
     /// Calls answered from the cache.
     pub hits: u64,
     /// Calls that found no usable entry.
@@ -128,6 +132,7 @@ impl Site {
             ttl: Duration::from_secs(ttl_secs),
             jitter: Duration::from_secs(jitter_secs),
             negative_ttl: None,
+            group: None,
             counters: Counters {
                 hits: AtomicU64::new(0),
                 misses: AtomicU64::new(0),
@@ -148,6 +153,25 @@ impl Site {
     pub const fn with_negative_ttl(mut self, secs: u64) -> Self {
         self.negative_ttl = Some(Duration::from_secs(secs));
         self
+    }
+
+    /// This site, in the group `group` (`#[cached(group = "...")]`).
+    #[must_use]
+    pub const fn in_group(mut self, group: &'static str) -> Self {
+        self.group = Some(group);
+        self
+    }
+
+    /// The function's `group`, if it has one.
+    #[must_use]
+    pub fn group(&self) -> Option<&'static str> {
+        self.group
+    }
+
+    /// The configured `jitter`.
+    #[must_use]
+    pub fn jitter(&self) -> Duration {
+        self.jitter
     }
 
     /// Whether absences (`None`) are cached.
@@ -223,11 +247,7 @@ impl Site {
 
     /// The lifetime of a new entry: `ttl` plus a uniform random share of `jitter`.
     pub(crate) fn entry_lifetime(&self) -> Duration {
-        if self.jitter.is_zero() {
-            return self.ttl;
-        }
-        let jitter_ms = u64::try_from(self.jitter.as_millis()).unwrap_or(u64::MAX);
-        self.ttl.saturating_add(Duration::from_millis(fastrand::u64(0..=jitter_ms)))
+        lifetime(self.ttl, self.jitter)
     }
 
     fn metrics(&'static self) -> &'static SiteMetrics {
@@ -291,6 +311,7 @@ impl Site {
     pub fn stats(&self) -> SiteStats {
         SiteStats {
             function: self.function,
+            group: self.group,
             hits: self.counters.hits.load(Ordering::Relaxed),
             misses: self.counters.misses.load(Ordering::Relaxed),
             loads: self.counters.loads.load(Ordering::Relaxed),
@@ -312,4 +333,13 @@ const fn fnv1a(bytes: &[u8]) -> u64 {
         i += 1;
     }
     hash
+}
+
+/// `ttl` plus a uniform random share of `jitter`, saturating.
+pub(crate) fn lifetime(ttl: Duration, jitter: Duration) -> Duration {
+    if jitter.is_zero() {
+        return ttl;
+    }
+    let jitter_ms = u64::try_from(jitter.as_millis()).unwrap_or(u64::MAX);
+    ttl.saturating_add(Duration::from_millis(fastrand::u64(0..=jitter_ms)))
 }

@@ -86,3 +86,45 @@ async fn randomized_cancellation_leaves_nothing_stale_or_wedged() {
     println!("{report:?}");
     assert!(report.checked_reads > 1_000 && report.cancelled_reads > 100, "{report:?}");
 }
+
+#[cached(key = "configured:<id>", ttl = 3600, cache = cache, skip = [cache, runs])]
+async fn configured(cache: &Cache, runs: &std::sync::atomic::AtomicUsize, id: u64) -> u64 {
+    runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    id
+}
+
+#[cached(key = "report:<id>", ttl = 3600, group = "reports", cache = cache, skip = [cache, runs])]
+async fn report(cache: &Cache, runs: &std::sync::atomic::AtomicUsize, id: u64) -> u64 {
+    runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    id
+}
+
+#[tokio::test]
+async fn ttls_set_at_start_up_override_the_attribute_by_function_or_group() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let short = Duration::from_millis(300);
+    let cache = Cache::builder()
+        .ttl_override("memory::configured", short, Duration::ZERO)
+        .unwrap()
+        .ttl_override("reports", short, Duration::ZERO)
+        .unwrap()
+        .build();
+    let (configured_runs, report_runs) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    configured(&cache, &configured_runs, 1).await;
+    report(&cache, &report_runs, 1).await;
+    configured(&cache, &configured_runs, 1).await;
+    report(&cache, &report_runs, 1).await;
+    assert_eq!((configured_runs.load(Ordering::SeqCst), report_runs.load(Ordering::SeqCst)), (1, 1));
+    tokio::time::sleep(short + Duration::from_millis(100)).await;
+    configured(&cache, &configured_runs, 1).await;
+    report(&cache, &report_runs, 1).await;
+    assert_eq!(
+        (configured_runs.load(Ordering::SeqCst), report_runs.load(Ordering::SeqCst)),
+        (2, 2),
+        "both expired after the configured 300 ms, not the attribute's hour"
+    );
+    let group = cache_runtime::stats().into_iter().find(|s| s.function.ends_with("::report")).unwrap().group;
+    assert_eq!(group, Some("reports"));
+    assert!(Cache::builder().ttl_override("x", Duration::ZERO, Duration::ZERO).is_err());
+    assert!(Cache::builder().ttl_override("", short, Duration::ZERO).is_err());
+}
