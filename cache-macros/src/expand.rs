@@ -243,6 +243,29 @@ fn generate_cached(function: &ItemFn, signature: &Signature, plan: &CachedPlan) 
         None => (TokenStream::new(), TokenStream::new()),
     };
     let group = plan.group.as_ref().map(|group| quote!(.in_group(#group)));
+    let (stale_items, stale) = match &plan.stale {
+        Some(stale) => {
+            let (items, seconds) = seconds(stale, "__CACHE_STALE", false);
+            (items, quote!(.with_stale(#seconds)))
+        }
+        None => (TokenStream::new(), TokenStream::new()),
+    };
+    let (fail_safe_items, fail_safe) = match &plan.fail_safe {
+        Some(fail_safe) => {
+            let (throttle_items, throttle) = match &plan.fail_safe_throttle {
+                Some(throttle) => seconds(throttle, "__CACHE_FAIL_SAFE_THROTTLE", false),
+                None => (TokenStream::new(), quote!(5u64)),
+            };
+            let (items, fail_safe) = seconds(fail_safe, "__CACHE_FAIL_SAFE", false);
+            (quote!(#items #throttle_items), quote!(.with_fail_safe(#fail_safe, #throttle)))
+        }
+        None => (TokenStream::new(), TokenStream::new()),
+    };
+    let entry_point = if plan.stale.is_some() {
+        quote!(::cache_runtime::__private::cached_refreshing_as)
+    } else {
+        quote!(::cache_runtime::__private::cached_as)
+    };
     let scope = if signature.in_impl { Scope::ImplType } else { Scope::Unscoped };
     let key = match &plan.key {
         KeyPlan::Template(template) => render(template, signature, scope),
@@ -275,7 +298,7 @@ fn generate_cached(function: &ItemFn, signature: &Signature, plan: &CachedPlan) 
     let call_span = syn::spanned::Spanned::span(ret);
     // Spanned at the return type, so a value type that cannot be cached is reported there.
     let call = quote_spanned! {call_span=>
-        ::cache_runtime::__private::cached_as::<_, #ret, #codec, _, _, #tag_count, #version_count>(
+        #entry_point::<_, #ret, #codec, _, _, #tag_count, #version_count>(
             #mode_local,
             &#site,
             #handle,
@@ -292,11 +315,13 @@ fn generate_cached(function: &ItemFn, signature: &Signature, plan: &CachedPlan) 
             #ttl_items
             #jitter_items
             #negative_items
+            #stale_items
+            #fail_safe_items
             static #site: ::cache_runtime::__private::Site = ::cache_runtime::__private::Site::new(
                 ::cache_runtime::__private::concat!(::cache_runtime::__private::module_path!(), "::", #name),
                 #ttl,
                 #jitter,
-            )#negative #group;
+            )#negative #group #stale #fail_safe;
             let #key_local = #key;
             let #dependencies = ::cache_runtime::__private::Dependencies {
                 tags: [#(#tags),*],

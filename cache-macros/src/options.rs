@@ -92,6 +92,9 @@ pub(crate) struct CachedOptions {
     pub(crate) ttl: Option<Seconds>,
     pub(crate) jitter: Option<Seconds>,
     pub(crate) negative_ttl: Option<Seconds>,
+    pub(crate) stale: Option<Seconds>,
+    pub(crate) fail_safe: Option<Seconds>,
+    pub(crate) fail_safe_throttle: Option<Seconds>,
     pub(crate) group: Option<LitStr>,
     pub(crate) tags: Vec<LitStr>,
     pub(crate) version: Option<LitStr>,
@@ -117,6 +120,9 @@ const CACHED_OPTIONS: &[&str] = &[
     "ttl",
     "jitter",
     "negative_ttl",
+    "stale",
+    "fail_safe",
+    "fail_safe_throttle",
     "group",
     "tags",
     "version",
@@ -245,6 +251,11 @@ impl CachedOptions {
                 "jitter" => options.jitter = Some(seconds(value, "jitter", errors)),
                 "negative_ttl" => options.negative_ttl = Some(seconds(value, "negative_ttl", errors)),
                 "group" => options.group = string(value, "a group name", errors),
+                "stale" => options.stale = Some(seconds(value, "stale", errors)),
+                "fail_safe" => options.fail_safe = Some(seconds(value, "fail_safe", errors)),
+                "fail_safe_throttle" => {
+                    options.fail_safe_throttle = Some(seconds(value, "fail_safe_throttle", errors));
+                }
                 "tags" => options.tags = strings(value, "a tag template", errors),
                 "version" => options.version = string(value, "a version template", errors),
                 "skip" => options.skip = idents(value, errors),

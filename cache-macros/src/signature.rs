@@ -8,6 +8,8 @@ use crate::diagnostics::Errors;
 /// A named parameter; a method's receiver is one too, named `self`.
 pub(crate) struct Parameter {
     pub(crate) ident: Ident,
+    /// The tokens of a borrowed type (`&Db`, `&self`): the data is not the body's own.
+    pub(crate) borrow: Option<proc_macro2::TokenStream>,
 }
 
 impl Parameter {
@@ -121,7 +123,9 @@ pub(crate) fn analyze(
         match input {
             FnArg::Receiver(receiver) => {
                 has_receiver = true;
-                parameters.push(Parameter { ident: Ident::new("self", receiver.self_token.span) });
+                let borrow = matches!(receiver.kind, ReceiverKind::Reference(..))
+                    .then(|| quote::ToTokens::to_token_stream(receiver));
+                parameters.push(Parameter { ident: Ident::new("self", receiver.self_token.span), borrow });
                 if let ReceiverKind::Reference(_, _, Some(mutability)) = &receiver.kind
                     && for_cache
                 {
@@ -143,7 +147,9 @@ pub(crate) fn analyze(
                 }
                 match &*typed.pat {
                     Pat::Ident(pat) if pat.by_ref.is_none() && pat.subpat.is_none() => {
-                        parameters.push(Parameter { ident: pat.ident.clone() });
+                        let borrow = matches!(&*typed.ty, Type::Reference(_))
+                            .then(|| quote::ToTokens::to_token_stream(&typed.ty));
+                        parameters.push(Parameter { ident: pat.ident.clone(), borrow });
                     }
                     other => errors.at(
                         other,

@@ -47,6 +47,9 @@ pub(crate) struct CachedPlan {
     pub(crate) ttl: Seconds,
     pub(crate) jitter: Option<Seconds>,
     pub(crate) negative_ttl: Option<Seconds>,
+    pub(crate) stale: Option<Seconds>,
+    pub(crate) fail_safe: Option<Seconds>,
+    pub(crate) fail_safe_throttle: Option<Seconds>,
     pub(crate) group: Option<LitStr>,
     pub(crate) cache: Option<Expr>,
     pub(crate) codec: Option<syn::Path>,
@@ -205,6 +208,7 @@ pub(crate) fn cached(
             "an empty `group` names nothing: give a name such as `group = \"users\"`, or remove it",
         );
     }
+    check_freshness(&options, signature, errors);
     match &options.negative_ttl {
         Some(Seconds::Literal { literal, value: 0 }) => errors.at(
             literal,
@@ -292,6 +296,9 @@ pub(crate) fn cached(
         ttl: options.ttl?,
         jitter: options.jitter,
         negative_ttl: options.negative_ttl,
+        stale: options.stale,
+        fail_safe: options.fail_safe,
+        fail_safe_throttle: options.fail_safe_throttle,
         group: options.group,
         cache: options.cache,
         codec: options.codec,
@@ -349,4 +356,42 @@ pub(crate) fn invalidates(
         versions,
         cache: options.cache,
     })
+}
+
+/// `stale`, `fail_safe` and `fail_safe_throttle`: constants that name no
+/// parameter, a throttle only with a fail-safe, and a body that owns its data
+/// when a stale entry is refreshed after the call returned.
+fn check_freshness(options: &CachedOptions, signature: &Signature, errors: &mut Errors) {
+    for (seconds, name) in [
+        (&options.stale, "stale"),
+        (&options.fail_safe, "fail_safe"),
+        (&options.fail_safe_throttle, "fail_safe_throttle"),
+    ] {
+        if let Some(Seconds::Const(expr)) = seconds {
+            check_constant(expr, name, signature, errors);
+        }
+    }
+    if options.fail_safe.is_none() {
+        const MESSAGE: &str =
+            "`fail_safe_throttle` only applies with `fail_safe = <seconds>`: add it, or remove the throttle";
+        match &options.fail_safe_throttle {
+            Some(Seconds::Literal { literal, .. }) => errors.at(literal, MESSAGE),
+            Some(Seconds::Const(expr)) => errors.at(expr, MESSAGE),
+            _ => {}
+        }
+    }
+    if options.stale.is_none() {
+        return;
+    }
+    for parameter in &signature.parameters {
+        if let Some(borrow) = &parameter.borrow {
+            errors.at(
+                borrow,
+                format!(
+                    "`stale` refreshes the entry in the background after the call returned, so the body must own its data: take `{}` by value (an `Arc<..>`, a `String`, a clone), or remove `stale`",
+                    parameter.ident
+                ),
+            );
+        }
+    }
 }

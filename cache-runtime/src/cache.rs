@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::call::{TAG, VERSION, dependency_name};
 use crate::invalidation;
@@ -13,6 +13,9 @@ use crate::site::Site;
 use crate::store::memory::MemoryStore;
 use crate::store::redis::{RedisSettings, RedisStore};
 use crate::store::{AnyStore, CacheError, LayerStatus, Store, Targets};
+
+/// How many keys the fail-safe throttle remembers (the oldest are forgotten first).
+const THROTTLED_KEYS: usize = 10_000;
 
 /// Default bound of the in-memory cache: 256 MiB of keys, values and bookkeeping.
 pub const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
@@ -42,6 +45,9 @@ pub(crate) struct Inner {
     pub(crate) invalidation_attempts: u32,
     lease_wait: Duration,
     ttl_overrides: Box<[TtlOverride]>,
+    /// Keys whose load failed and was answered by a fail-safe value: not loaded
+    /// again until the deadline.
+    throttled: quick_cache::sync::Cache<Box<[u8]>, Instant>,
 }
 
 /// A `ttl` and `jitter` set at start-up for a function or a group.
@@ -305,6 +311,7 @@ impl CacheBuilder {
                 invalidation_attempts: self.invalidation_attempts,
                 lease_wait,
                 ttl_overrides: self.ttl_overrides.into_boxed_slice(),
+                throttled: quick_cache::sync::Cache::new(THROTTLED_KEYS),
             }),
         }
     }
@@ -470,6 +477,18 @@ impl Cache {
         match self.inner.ttl_overrides.iter().find(|o| o.applies_to(site)) {
             Some(o) => crate::site::lifetime(o.ttl, o.jitter),
             None => site.entry_lifetime(),
+        }
+    }
+
+    /// Whether `key` failed to load recently and is answered by its fail-safe value.
+    pub(crate) fn is_throttled(&self, key: &[u8]) -> bool {
+        self.inner.throttled.get(key).is_some_and(|until| Instant::now() < until)
+    }
+
+    /// Answers `key` by its fail-safe value, without loading, for `duration`.
+    pub(crate) fn throttle(&self, key: &[u8], duration: Duration) {
+        if !duration.is_zero() {
+            self.inner.throttled.insert(key.into(), crate::entry_info::deadline_after(duration));
         }
     }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::cache::Cache;
 use crate::codec::Codec;
-use crate::engine::{self, Loaded, Served};
+use crate::engine::{self, Loaded, Served, Start};
 use crate::invalidation;
 use crate::key::KeyWriter;
 use crate::mode::{CacheValue, Mode};
@@ -100,7 +100,7 @@ fn shared_entry(
 pub async fn cached<M, R, K, C, F, const TAGS: usize, const VERSIONS: usize>(
     site: &'static Site,
     cache: C,
-    mut key: KeyWriter,
+    key: KeyWriter,
     dependencies: Dependencies<TAGS, VERSIONS>,
     generic_types: &[&'static str],
     body: F,
@@ -112,43 +112,124 @@ where
     C: AsCache,
     F: Future<Output = R>,
 {
-    key.shorten();
-    let cache = cache.as_cache();
-    let fingerprint = site.fingerprint::<M::Value>(generic_types);
-    if let Some(entry) = cache.inner.store.probe(key.as_bytes(), fingerprint)
-        && let Some(value) = entry.value.downcast_ref::<M::Value>()
+    let call = Call { site, key, tags: &dependencies.tags, versions: &dependencies.versions, generic_types };
+    // Without a body that outlives the call, a stale entry is not refreshed in the background.
+    call.run::<M, R, K, F>(cache.as_cache(), body, |_, _, _| {}).await
+}
+
+/// [`cached`] for functions with `stale`: the body owns its data, so a stale
+/// entry is served at once while the body refreshes it in a task of its own.
+pub async fn cached_refreshing<M, R, K, C, F, const TAGS: usize, const VERSIONS: usize>(
+    site: &'static Site,
+    cache: C,
+    key: KeyWriter,
+    dependencies: Dependencies<TAGS, VERSIONS>,
+    generic_types: &[&'static str],
+    body: F,
+) -> R
+where
+    M: Mode<R>,
+    M::Value: CacheValue,
+    K: Codec,
+    C: AsCache,
+    M: 'static,
+    F: Future<Output = R> + Send + 'static,
+    R: Send + 'static,
+{
+    let call = Call { site, key, tags: &dependencies.tags, versions: &dependencies.versions, generic_types };
+    call.run::<M, R, K, F>(cache.as_cache(), body, |cache, request, body| {
+        engine::spawn_refresh(cache, request, refresh_load::<M, R, F>(site, body));
+    })
+    .await
+}
+
+/// The cacheable part of a body's output.
+fn cacheable<M: Mode<R>, R>(site: &'static Site, output: &R) -> Option<Loaded>
+where
+    M::Value: CacheValue,
+{
+    M::cacheable(output).and_then(|value| {
+        let negative = M::is_negative(value);
+        (!negative || site.caches_absences())
+            .then(|| Loaded { value: Arc::new(value.clone()) as SharedValue, negative })
+    })
+}
+
+/// A body run for the cache alone (a background refresh): its cacheable part.
+async fn refresh_load<M: Mode<R>, R, F: Future<Output = R>>(site: &'static Site, body: F) -> Option<Loaded>
+where
+    M::Value: CacheValue,
+{
+    let output = body.await;
+    cacheable::<M, R>(site, &output)
+}
+
+/// One call of a `#[cached]` function, its key and dependencies rendered.
+struct Call<'a, const TAGS: usize, const VERSIONS: usize> {
+    site: &'static Site,
+    key: KeyWriter,
+    tags: &'a [KeyWriter; TAGS],
+    versions: &'a [KeyWriter; VERSIONS],
+    generic_types: &'a [&'static str],
+}
+
+impl<const TAGS: usize, const VERSIONS: usize> Call<'_, TAGS, VERSIONS> {
+    /// Serves the call; `refresh` starts a background refresh of a stale entry with the body.
+    async fn run<M, R, K, F>(
+        mut self,
+        cache: &Cache,
+        body: F,
+        refresh: impl FnOnce(&Cache, &Request<'_>, F),
+    ) -> R
+    where
+        M: Mode<R>,
+        M::Value: CacheValue,
+        K: Codec,
+        F: Future<Output = R>,
     {
-        site.record_hit();
-        if entry.site != site.id() {
-            shared_entry(site, &key, &entry, &dependencies.tags, &dependencies.versions);
+        let site = self.site;
+        self.key.shorten();
+        let key = &self.key;
+        let fingerprint = site.fingerprint::<M::Value>(self.generic_types);
+        if let Some(entry) = cache.inner.store.probe(key.as_bytes(), fingerprint)
+            && let Some(value) = entry.value.downcast_ref::<M::Value>()
+        {
+            site.record_hit();
+            if entry.site != site.id() {
+                shared_entry(site, key, &entry, self.tags, self.versions);
+            }
+            crate::entry_info::record(|| entry.meta.info(key, true));
+            return M::from_cached(value.clone());
         }
-        crate::entry_info::record(|| entry.meta.info(&key, true));
-        return M::from_cached(value.clone());
-    }
-    let dependencies = counter_names(&dependencies.tags, &dependencies.versions);
-    let request =
-        Request { site, key: &key, dependencies: &dependencies, ops: OpsOf::<M::Value, K>::OPS, fingerprint };
-    let mut output = None;
-    let load = async {
-        let returned = body.await;
-        let cacheable = M::cacheable(&returned).and_then(|value| {
-            let negative = M::is_negative(value);
-            (!negative || site.caches_absences())
-                .then(|| Loaded { value: Arc::new(value.clone()) as SharedValue, negative })
-        });
-        output = Some(returned);
-        cacheable
-    };
-    match engine::serve(cache, &request, load).await {
+        let dependencies = counter_names(self.tags, self.versions);
+        let request =
+            Request { site, key, dependencies: &dependencies, ops: OpsOf::<M::Value, K>::OPS, fingerprint };
+        let mut body = Some(body);
+        let mut output = None;
+        let load = async {
+            let returned = body.take()?.await;
+            let cacheable = cacheable::<M, R>(site, &returned);
+            output = Some(returned);
+            cacheable
+        };
+        let value = match engine::serve(cache, &request, load, Start::Lookup).await {
+            Served::Cached(value) => value,
+            Served::Stale { value, refresh: start_refresh } => {
+                if start_refresh && let Some(body) = body.take() {
+                    refresh(cache, &request, body);
+                }
+                value
+            }
+            Served::Loaded => match output {
+                Some(output) => return output,
+                None => unreachable!("the engine ran the body before answering `Loaded`"),
+            },
+        };
         // A value decoded for this call alone is moved out, not cloned.
-        Served::Cached(value) => match value.downcast::<M::Value>() {
+        match value.downcast::<M::Value>() {
             Ok(value) => M::from_cached(Arc::try_unwrap(value).unwrap_or_else(|shared| (*shared).clone())),
             Err(_) => unreachable!("the engine serves values of the request's type"),
-        },
-        Served::Loaded => match output {
-            Some(output) => output,
-            None => unreachable!("the engine ran the body before answering `Loaded`"),
-        },
+        }
     }
 }
 

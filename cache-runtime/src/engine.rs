@@ -12,10 +12,11 @@
 //! compiled once.
 
 use std::pin::{Pin, pin};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::cache::Cache;
-use crate::entry_info::{self, deadline_after};
+use crate::entry_info::{self, deadline_after, duration_ms, unix_ms};
 use crate::single_flight::{FlightGuard, Outcome, Role, wait};
 use crate::store::{AnyStore, CacheError, Commit, Fill, Found, Lease, Request, Store, Ticket, new_token};
 use crate::value::SharedValue;
@@ -33,62 +34,71 @@ pub(crate) enum Served {
     Cached(SharedValue),
     /// By this call's own body, whose output the caller holds.
     Loaded,
+    /// By a stale entry: past its freshness while it is refreshed (`refresh`:
+    /// the caller should start the refresh), or because the load failed (fail-safe).
+    Stale { value: SharedValue, refresh: bool },
+}
+
+/// Where [`serve`] starts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Start {
+    /// Look the entry up first (a call that missed in process memory).
+    Lookup,
+    /// Load at once (a background refresh of a stale entry).
+    Refresh,
 }
 
 /// Answers a call that missed in process memory: from the store, another
-/// caller's load, or `load` (this call's body, giving the cacheable value).
-/// `load` is polled at most once; a `Cached` value is of the request's type.
-pub(crate) async fn serve<L>(cache: &Cache, request: &Request<'_>, load: L) -> Served
+/// caller's load, a stale entry (stale-while-revalidate, fail-safe), or `load`
+/// (this call's body, giving the cacheable value). `load` is polled at most
+/// once; a value served is of the request's type.
+pub(crate) async fn serve<L>(cache: &Cache, request: &Request<'_>, load: L, start: Start) -> Served
 where
     L: Future<Output = Option<Loaded>>,
 {
-    let mut load = pin!(load);
+    let load = pin!(load);
     let store = &cache.inner.store;
-    if store.is_remote() {
+    let site = request.site;
+    // A stale entry the fail-safe may serve if the load fails.
+    let mut fallback = None;
+    if start == Start::Lookup && (store.is_remote() || !site.keep().is_zero()) {
         match store.lookup(request).await {
             Found::Fresh(value, meta) if request.ops.holds(&value) => {
-                request.site.record_hit();
+                site.record_hit();
                 entry_info::record(|| meta.info(request.key, true));
                 return Served::Cached(value);
             }
+            Found::Stale(value, meta) if request.ops.holds(&value) => {
+                let stale_for = unix_ms().saturating_sub(meta.fresh_until_ms);
+                if stale_for < duration_ms(site.stale()) {
+                    site.record_stale_served();
+                    entry_info::record(|| meta.info(request.key, true));
+                    let refresh = !cache.inner.flights.is_loading(request.key.as_bytes());
+                    return Served::Stale { value, refresh };
+                }
+                if stale_for < duration_ms(site.fail_safe()) {
+                    fallback = Some(value);
+                }
+            }
             Found::Unavailable => {
-                request.site.record_miss();
+                site.record_miss();
                 return run_unstored(request, load).await;
             }
-            Found::Fresh(..) | Found::Miss => {}
+            Found::Fresh(..) | Found::Stale(..) | Found::Miss => {}
         }
     }
-    request.site.record_miss();
+    if let Some(value) = &fallback
+        && cache.is_throttled(request.key.as_bytes())
+    {
+        site.record_fail_safe();
+        return Served::Stale { value: Arc::clone(value), refresh: false };
+    }
+    site.record_miss();
     let flights = &cache.inner.flights;
     let mut after_failure = false;
     loop {
         let waiter = match flights.join(request.key.as_bytes(), request.dependencies) {
-            Role::Leader(flight) => {
-                let lifetime = cache.entry_lifetime(request.site);
-                return match claim(cache, request, lifetime).await {
-                    Claim::Served(value) => {
-                        flight.finish(Outcome::Stored);
-                        Served::Cached(value)
-                    }
-                    Claim::Load(lease) => {
-                        let started = Instant::now();
-                        let value = load.as_mut().await;
-                        let load_time = started.elapsed();
-                        request.site.record_load(load_time);
-                        let fill = value.as_ref().map(|loaded| Fill {
-                            value: &loaded.value,
-                            lifetime: if loaded.negative {
-                                request.site.negative_lifetime()
-                            } else {
-                                lifetime
-                            },
-                            load_time,
-                        });
-                        finish(request, flight, lease, fill).await;
-                        Served::Loaded
-                    }
-                };
-            }
+            Role::Leader(flight) => return lead(cache, request, flight, load, fallback).await,
             // The last leader failed and another caller leads now: do not queue
             // behind it, run this call's own body at once, without storing.
             Role::Waiter(_) if after_failure => return run_unstored(request, load).await,
@@ -104,8 +114,106 @@ where
                 }
             }
             Outcome::Unstored(value) if request.ops.holds(&value) => return Served::Cached(value),
-            Outcome::Failed => after_failure = true,
+            Outcome::Failed => {
+                if let Some(value) = fallback {
+                    site.record_fail_safe();
+                    return Served::Stale { value, refresh: false };
+                }
+                after_failure = true;
+            }
             Outcome::Unstored(_) | Outcome::Retry => {}
+        }
+    }
+}
+
+/// Refreshes a stale entry in a task of its own, which survives the caller:
+/// one flight in process, the lease across processes, the usual commit rules.
+pub(crate) fn spawn_refresh<L>(cache: &Cache, request: &Request<'_>, load: L)
+where
+    L: Future<Output = Option<Loaded>> + Send + 'static,
+{
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return; // no runtime to refresh on: the entry is loaded when it expires
+    };
+    request.site.record_refresh();
+    let cache = cache.clone();
+    let (site, key, dependencies) = (request.site, request.key.clone(), request.dependencies.to_vec());
+    let (ops, fingerprint) = (request.ops, request.fingerprint);
+    runtime.spawn(async move {
+        let request = Request { site, key: &key, dependencies: &dependencies, ops, fingerprint };
+        serve(&cache, &request, load, Start::Refresh).await;
+    });
+}
+
+/// Leads a flight: takes the lease, runs the body, commits its value. A body
+/// that fails or panics while a fail-safe value exists is answered with that
+/// value, and the key is not loaded again for `fail_safe_throttle`.
+async fn lead<L>(
+    cache: &Cache,
+    request: &Request<'_>,
+    flight: FlightGuard<'_>,
+    load: Pin<&mut L>,
+    fallback: Option<SharedValue>,
+) -> Served
+where
+    L: Future<Output = Option<Loaded>>,
+{
+    let site = request.site;
+    let lifetime = cache.entry_lifetime(site);
+    let lease = match claim(cache, request, lifetime).await {
+        Claim::Served(value) => {
+            flight.finish(Outcome::Stored);
+            return Served::Cached(value);
+        }
+        Claim::Load(lease) => lease,
+    };
+    let started = Instant::now();
+    let value = if fallback.is_some() {
+        match CatchUnwind(load).await {
+            Ok(value) => value,
+            Err(panic) => {
+                tracing::warn!(function = site.function(), key = %request.key, "the body panicked: serving the fail-safe value");
+                drop(panic);
+                None
+            }
+        }
+    } else {
+        load.await
+    };
+    let load_time = started.elapsed();
+    site.record_load(load_time);
+    if value.is_none()
+        && let Some(value) = fallback
+    {
+        drop(lease); // gives the lease back
+        flight.finish(Outcome::Failed);
+        cache.throttle(request.key.as_bytes(), site.fail_safe_throttle());
+        site.record_fail_safe();
+        tracing::warn!(function = site.function(), key = %request.key, "load failed: serving the fail-safe value");
+        return Served::Stale { value, refresh: false };
+    }
+    let fill = value.as_ref().map(|loaded| Fill {
+        value: &loaded.value,
+        lifetime: if loaded.negative { site.negative_lifetime() } else { lifetime },
+        keep: site.keep(),
+        load_time,
+    });
+    finish(request, flight, lease, fill).await;
+    Served::Loaded
+}
+
+/// Polls a future, turning a panic into an `Err` with its payload.
+struct CatchUnwind<'a, L>(Pin<&'a mut L>);
+
+impl<L: Future> Future for CatchUnwind<'_, L> {
+    type Output = std::thread::Result<L::Output>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        let inner = self.0.as_mut();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(std::task::Poll::Ready(output)) => std::task::Poll::Ready(Ok(output)),
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Err(panic) => std::task::Poll::Ready(Err(panic)),
         }
     }
 }
@@ -147,7 +255,7 @@ async fn claim<'s, 'r>(cache: &'s Cache, request: &'s Request<'r>, lifetime: Dur
                 return Claim::Served(value);
             }
             Found::Unavailable => return Claim::Load(LeaseGuard::none(store, request)),
-            Found::Fresh(..) | Found::Miss => {}
+            Found::Fresh(..) | Found::Stale(..) | Found::Miss => {}
         }
         match LeaseGuard::take(store, request, lifetime).await {
             Ok(Some(lease)) => return Claim::Load(lease),

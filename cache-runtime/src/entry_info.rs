@@ -102,15 +102,16 @@ pub(crate) struct EntryMeta {
 }
 
 impl EntryMeta {
-    /// The times of an entry filled now, living `lifetime`, whose load took `load_time`.
-    pub(crate) fn filled_now(lifetime: Duration, load_time: Duration, generations: &[u64]) -> Self {
+    /// The times of an entry filled now: fresh for `fill.lifetime`, then kept
+    /// `fill.keep` longer to be served stale (stale-while-revalidate, fail-safe).
+    pub(crate) fn filled_now(fill: &crate::store::Fill<'_>, generations: &[u64]) -> Self {
         let filled_at_ms = unix_ms();
-        let fresh_until_ms = filled_at_ms.saturating_add(duration_ms(lifetime));
+        let fresh_until_ms = filled_at_ms.saturating_add(duration_ms(fill.lifetime));
         Self {
             filled_at_ms,
             fresh_until_ms,
-            stale_until_ms: fresh_until_ms,
-            load_micros: u64::try_from(load_time.as_micros()).unwrap_or(u64::MAX),
+            stale_until_ms: fresh_until_ms.saturating_add(duration_ms(fill.keep)),
+            load_micros: u64::try_from(fill.load_time.as_micros()).unwrap_or(u64::MAX),
             generations: generation_fingerprint(generations.iter().copied()),
         }
     }

@@ -128,6 +128,8 @@ pub use cache::{AlreadyInstalled, Cache, CacheBuilder, CacheStatus, ConfigError,
 /// | `ttl = 300` | seconds an entry is served (required): a number or a `u64` constant expression (`USER_TTL`, `5 * 60`, `PAGE_TTL.as_secs()`), checked at compile time to be positive |
 /// | `jitter = 45` | up to this many seconds added at random to each entry's lifetime; a number or a constant expression too |
 /// | `group = "reports"` | a name several functions share, for settings made at start-up ([`CacheBuilder::ttl_override`]) and in [`stats`] |
+/// | `stale = 60` | stale-while-revalidate: past its `ttl` an entry is served up to this many seconds more while one refresh runs in the background (the body must own its parameters: `Arc<Db>`, not `&Db`) |
+/// | `fail_safe = 3600` | when a load fails (`Err`, an uncached `None`, a panic), the last value is served up to this many seconds past its `ttl`, and the key is loaded at most once per `fail_safe_throttle` (default 5) seconds |
 /// | `negative_ttl = 10` | caches `None` (and `Ok(None)`) for this many seconds; without it absences are not cached |
 /// | `tags = ["org:<org_id>"]` | groups invalidated together by `#[invalidates(tags = ...)]` |
 /// | `version = "team:<team_id>"` | a versioned namespace: bumping it drops every entry in it at once |
@@ -281,7 +283,7 @@ pub use store::{BreakerState, CacheError, LayerKind, LayerStatus};
 #[doc(hidden)]
 pub mod __private {
     pub use crate::call::{
-        AsCache, Dependencies, Invalidation, cache_of, cached, default_cache, invalidating,
+        AsCache, Dependencies, Invalidation, cache_of, cached, cached_refreshing, default_cache, invalidating,
     };
     pub use crate::codec::Postcard;
     pub use crate::key::{KeyPart, KeyWriter, function_path};
@@ -290,7 +292,8 @@ pub mod __private {
         negative_caching,
     };
     pub use crate::returns::{
-        IsOption, IsResult, Probe, Returns, cached_as, invalidating_as, option_mode, result_mode,
+        IsOption, IsResult, Probe, Returns, cached_as, cached_refreshing_as, invalidating_as, option_mode,
+        result_mode,
     };
     pub use crate::site::Site;
     pub use core::any::type_name;

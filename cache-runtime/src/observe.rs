@@ -11,6 +11,9 @@
 //! | `cache_errors_total` | counter | `function`, `class` (`timeout`, `connection`, `busy`, `read_only`, `moved`, `out_of_memory`, `wrong_type`, `server`, `breaker_open`, `undecodable`, `encode`) |
 //! | `cache_oversized_values_total` | counter | `function` |
 //! | `cache_key_collisions_total` | counter | `function` |
+//! | `cache_stale_served_total` | counter | `function` |
+//! | `cache_background_refreshes_total` | counter | `function` |
+//! | `cache_fail_safe_served_total` | counter | `function` |
 //! | `cache_load_seconds` | histogram | `function` |
 //! | `cache_value_bytes` | histogram | `function` |
 //! | `cache_breaker_opened_total` | counter | |
@@ -23,6 +26,9 @@ pub(crate) const MISSES: &str = "cache_misses_total";
 pub(crate) const LOADS: &str = "cache_loads_total";
 pub(crate) const STORES_REFUSED: &str = "cache_stores_refused_total";
 pub(crate) const ERRORS: &str = "cache_errors_total";
+pub(crate) const STALE_SERVED: &str = "cache_stale_served_total";
+pub(crate) const BACKGROUND_REFRESHES: &str = "cache_background_refreshes_total";
+pub(crate) const FAIL_SAFE_SERVED: &str = "cache_fail_safe_served_total";
 pub(crate) const KEY_COLLISIONS: &str = "cache_key_collisions_total";
 pub(crate) const OVERSIZED_VALUES: &str = "cache_oversized_values_total";
 pub(crate) const LOAD_SECONDS: &str = "cache_load_seconds";

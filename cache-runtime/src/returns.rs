@@ -17,7 +17,7 @@
 use std::future::Future;
 use std::marker::PhantomData;
 
-use crate::call::{AsCache, Dependencies, Invalidation, cached, invalidating};
+use crate::call::{AsCache, Dependencies, Invalidation, cached, cached_refreshing, invalidating};
 use crate::codec::Codec;
 use crate::key::KeyWriter;
 use crate::mode::{CacheValue, Mode, OptionMode, PlainMode, ResultMode, ResultOptionMode};
@@ -148,6 +148,28 @@ where
     F: Future<Output = R>,
 {
     cached::<M, R, K, C, F, TAGS, VERSIONS>(site, cache, key, dependencies, generic_types, body)
+}
+
+/// [`cached_refreshing`] with the mode given as a value.
+#[allow(clippy::too_many_arguments)]
+pub fn cached_refreshing_as<M, R, K, C, F, const TAGS: usize, const VERSIONS: usize>(
+    _mode: M,
+    site: &'static Site,
+    cache: C,
+    key: KeyWriter,
+    dependencies: Dependencies<TAGS, VERSIONS>,
+    generic_types: &[&'static str],
+    body: F,
+) -> impl Future<Output = R>
+where
+    M: Mode<R> + 'static,
+    M::Value: CacheValue,
+    K: Codec,
+    C: AsCache,
+    F: Future<Output = R> + Send + 'static,
+    R: Send + 'static,
+{
+    cached_refreshing::<M, R, K, C, F, TAGS, VERSIONS>(site, cache, key, dependencies, generic_types, body)
 }
 
 /// [`invalidating`] with the mode given as a value.

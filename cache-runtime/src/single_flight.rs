@@ -89,6 +89,11 @@ impl SingleFlight {
         Role::Leader(FlightGuard { registry: self, key: key.into(), id, finished: false })
     }
 
+    /// Whether a load of `key` is in progress.
+    pub(crate) fn is_loading(&self, key: &[u8]) -> bool {
+        self.shard(key).get(key).is_some_and(|flight| !flight.doomed)
+    }
+
     /// Dooms the flights of `keys`, and those whose entry depends on one of
     /// `dependencies`.
     pub(crate) fn doom(&self, keys: &[&[u8]], dependencies: &[String]) {

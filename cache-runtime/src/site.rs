@@ -23,6 +23,13 @@ pub struct Site {
     negative_ttl: Option<Duration>,
     /// The `group = "..."` of the function, for settings shared by several functions.
     group: Option<&'static str>,
+    /// Stale-while-revalidate: how long past its freshness an entry is served
+    /// while one refresh runs in the background (zero: off).
+    stale: Duration,
+    /// Fail-safe: how long past its freshness an entry is served when a load fails (zero: off).
+    fail_safe: Duration,
+    /// After a failed load served by fail-safe, how long the key is not loaded again.
+    fail_safe_throttle: Duration,
     counters: Counters,
     registered: Once,
     metrics: OnceLock<SiteMetrics>,
@@ -38,6 +45,9 @@ struct Counters {
     refused: AtomicU64,
     errors: AtomicU64,
     collisions: AtomicU64,
+    stale_served: AtomicU64,
+    refreshes: AtomicU64,
+    fail_safe_served: AtomicU64,
     load_nanos: AtomicU64,
 }
 
@@ -71,6 +81,12 @@ pub struct SiteStats {
     /// Entries met under this function's key that another function wrote with
     /// another value type or other tags: two key templates render the same key.
     pub key_collisions: u64,
+    /// Calls served a stale entry while it was refreshed (`stale`).
+    pub stale_served: u64,
+    /// Refreshes run in the background (`stale`).
+    pub background_refreshes: u64,
+    /// Calls served a stale entry because the load failed or is throttled (`fail_safe`).
+    pub fail_safe_served: u64,
     /// Total time spent in the function body.
     pub load_time: Duration,
 }
@@ -133,6 +149,9 @@ impl Site {
             jitter: Duration::from_secs(jitter_secs),
             negative_ttl: None,
             group: None,
+            stale: Duration::ZERO,
+            fail_safe: Duration::ZERO,
+            fail_safe_throttle: Duration::ZERO,
             counters: Counters {
                 hits: AtomicU64::new(0),
                 misses: AtomicU64::new(0),
@@ -140,6 +159,9 @@ impl Site {
                 refused: AtomicU64::new(0),
                 errors: AtomicU64::new(0),
                 collisions: AtomicU64::new(0),
+                stale_served: AtomicU64::new(0),
+                refreshes: AtomicU64::new(0),
+                fail_safe_served: AtomicU64::new(0),
                 load_nanos: AtomicU64::new(0),
             },
             registered: Once::new(),
@@ -160,6 +182,43 @@ impl Site {
     pub const fn in_group(mut self, group: &'static str) -> Self {
         self.group = Some(group);
         self
+    }
+
+    /// This site, serving entries up to `secs` seconds past their freshness
+    /// while one refresh runs in the background.
+    #[must_use]
+    pub const fn with_stale(mut self, secs: u64) -> Self {
+        self.stale = Duration::from_secs(secs);
+        self
+    }
+
+    /// This site, serving entries up to `secs` seconds past their freshness when
+    /// a load fails, and loading a key at most once per `throttle_secs` then.
+    #[must_use]
+    pub const fn with_fail_safe(mut self, secs: u64, throttle_secs: u64) -> Self {
+        self.fail_safe = Duration::from_secs(secs);
+        self.fail_safe_throttle = Duration::from_secs(throttle_secs);
+        self
+    }
+
+    /// How long past its freshness a stale entry is served while it is refreshed.
+    pub(crate) fn stale(&self) -> Duration {
+        self.stale
+    }
+
+    /// How long past its freshness an entry is served when a load fails.
+    pub(crate) fn fail_safe(&self) -> Duration {
+        self.fail_safe
+    }
+
+    /// How long a key whose load failed is not loaded again (fail-safe).
+    pub(crate) fn fail_safe_throttle(&self) -> Duration {
+        self.fail_safe_throttle
+    }
+
+    /// How long entries are kept past their freshness.
+    pub(crate) fn keep(&self) -> Duration {
+        self.stale.max(self.fail_safe)
     }
 
     /// The function's `group`, if it has one.
@@ -302,6 +361,21 @@ impl Site {
         metrics::counter!(observe::ERRORS, "function" => self.function, "class" => class).increment(1);
     }
 
+    pub(crate) fn record_stale_served(&'static self) {
+        self.counters.stale_served.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(observe::STALE_SERVED, "function" => self.function).increment(1);
+    }
+
+    pub(crate) fn record_refresh(&'static self) {
+        self.counters.refreshes.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(observe::BACKGROUND_REFRESHES, "function" => self.function).increment(1);
+    }
+
+    pub(crate) fn record_fail_safe(&'static self) {
+        self.counters.fail_safe_served.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(observe::FAIL_SAFE_SERVED, "function" => self.function).increment(1);
+    }
+
     pub(crate) fn record_oversized(&'static self) {
         metrics::counter!(observe::OVERSIZED_VALUES, "function" => self.function).increment(1);
     }
@@ -318,6 +392,9 @@ impl Site {
             refused_stores: self.counters.refused.load(Ordering::Relaxed),
             errors: self.counters.errors.load(Ordering::Relaxed),
             key_collisions: self.counters.collisions.load(Ordering::Relaxed),
+            stale_served: self.counters.stale_served.load(Ordering::Relaxed),
+            background_refreshes: self.counters.refreshes.load(Ordering::Relaxed),
+            fail_safe_served: self.counters.fail_safe_served.load(Ordering::Relaxed),
             load_time: Duration::from_nanos(self.counters.load_nanos.load(Ordering::Relaxed)),
         }
     }

@@ -402,6 +402,8 @@ macro_rules! scenario_tests {
             generic_instantiations_never_share_values,
             shared_key_templates_are_reported,
             absences_are_cached_only_with_negative_ttl,
+            stale_entries_are_served_while_one_refresh_runs,
+            fail_safe_serves_the_last_value_while_the_origin_fails,
         );
     };
     (@each $fresh:expr; $($name:ident),* $(,)?) => {
@@ -505,6 +507,92 @@ pub async fn absences_are_cached_only_with_negative_ttl(cache: &Cache) {
     assert_eq!(maybe_with_negative(cache, &runs, 1).await, None);
     assert_eq!(maybe_with_negative(cache, &runs, 2).await, Some(2));
     assert_eq!(runs.load(Ordering::SeqCst), 1, "only the absence was loaded again");
+}
+
+/// A source whose reads take 100 ms, count, and can fail or panic.
+#[derive(Default)]
+pub struct Origin {
+    version: std::sync::atomic::AtomicU64,
+    runs: AtomicUsize,
+    /// 0: answers; 1: returns an error; 2: panics.
+    outage: std::sync::atomic::AtomicU8,
+}
+
+impl Origin {
+    async fn read(&self) -> Result<u64, String> {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        match self.outage.load(Ordering::SeqCst) {
+            0 => Ok(self.version.load(Ordering::SeqCst)),
+            1 => Err("the database is down".to_owned()),
+            _ => panic!("the driver panicked"),
+        }
+    }
+
+    fn runs(&self) -> usize {
+        self.runs.load(Ordering::SeqCst)
+    }
+}
+
+#[cached(key = "swr:<id>", ttl = 1, stale = 30, cache = cache, skip = [cache, origin])]
+async fn refreshed_in_background(cache: Cache, origin: Arc<Origin>, id: u64) -> Result<u64, String> {
+    origin.read().await
+}
+
+/// With `stale`, callers past the TTL get the stale value at once while one
+/// refresh runs in the background; then the refreshed value is served.
+pub async fn stale_entries_are_served_while_one_refresh_runs(cache: &Cache) {
+    let origin = Arc::new(Origin::default());
+    origin.version.store(1, Ordering::SeqCst);
+    assert_eq!(refreshed_in_background(cache.clone(), Arc::clone(&origin), 1).await, Ok(1));
+    origin.version.store(2, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1_100)).await; // past the ttl
+    let started = Instant::now();
+    let calls = (0..20).map(|_| {
+        let (cache, origin) = (cache.clone(), Arc::clone(&origin));
+        tokio::spawn(async move { refreshed_in_background(cache, origin, 1).await })
+    });
+    let answers: Vec<Result<u64, String>> = join_all(calls).await;
+    let waited = started.elapsed();
+    assert!(answers.iter().all(|answer| *answer == Ok(1)), "the stale value, at once: {answers:?}");
+    assert!(waited < Duration::from_millis(90), "no caller waited for the 100 ms body: {waited:?}");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while refreshed_in_background(cache.clone(), Arc::clone(&origin), 1).await != Ok(2) {
+        assert!(Instant::now() < deadline, "the refreshed value never arrived");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(origin.runs(), 2, "one load, then exactly one refresh");
+}
+
+#[cached(key = "safe:<id>", ttl = 1, fail_safe = 60, fail_safe_throttle = 1, cache = cache, skip = [cache, origin])]
+async fn fail_safe_read(cache: &Cache, origin: &Origin, id: u64) -> Result<u64, String> {
+    origin.read().await
+}
+
+/// With `fail_safe`, a failing or panicking origin is invisible to readers of a
+/// cached key: they get the last value, the origin is asked at most once per
+/// throttle window, and fresh values return once it recovers.
+pub async fn fail_safe_serves_the_last_value_while_the_origin_fails(cache: &Cache) {
+    let origin = Arc::new(Origin::default());
+    origin.version.store(1, Ordering::SeqCst);
+    assert_eq!(fail_safe_read(cache, &origin, 1).await, Ok(1));
+    tokio::time::sleep(Duration::from_millis(1_100)).await; // past the ttl
+    for outage in [1, 2] {
+        origin.outage.store(outage, Ordering::SeqCst);
+        let before = origin.runs();
+        let calls = (0..10).map(|_| {
+            let (cache, origin) = (cache.clone(), Arc::clone(&origin));
+            tokio::spawn(async move { fail_safe_read(&cache, &origin, 1).await })
+        });
+        let answers: Vec<Result<u64, String>> = join_all(calls).await;
+        assert!(answers.iter().all(|answer| *answer == Ok(1)), "outage {outage}: {answers:?}");
+        assert_eq!(fail_safe_read(cache, &origin, 1).await, Ok(1), "throttled: served without a load");
+        assert_eq!(origin.runs() - before, 1, "outage {outage}: one load per throttle window");
+        tokio::time::sleep(Duration::from_millis(1_050)).await; // the throttle window ends
+    }
+    origin.outage.store(0, Ordering::SeqCst);
+    origin.version.store(2, Ordering::SeqCst);
+    assert_eq!(fail_safe_read(cache, &origin, 1).await, Ok(2), "fresh again once the origin answers");
 }
 
 /// A versioned "database": each row's version, bumped by every write.

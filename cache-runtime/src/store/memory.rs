@@ -35,6 +35,8 @@ pub(crate) struct MemoryEntry {
     pub(crate) site: u64,
     pub(crate) meta: EntryMeta,
     fresh_until: Instant,
+    /// Until when it may be served stale.
+    kept_until: Instant,
     /// Tag and version counters, and the generations seen when the load began.
     dependencies: Box<[(Box<str>, u64)]>,
     weight: u64,
@@ -100,8 +102,12 @@ impl MemoryStore {
     }
 
     fn is_valid(&self, entry: &MemoryEntry) -> bool {
-        entry.fresh_until > Instant::now()
-            && entry.dependencies.iter().all(|(name, seen)| self.generations.is_current(name, *seen))
+        entry.fresh_until > Instant::now() && self.is_current(entry)
+    }
+
+    /// Whether every tag and version the entry was stored under is current.
+    fn is_current(&self, entry: &MemoryEntry) -> bool {
+        entry.dependencies.iter().all(|(name, seen)| self.generations.is_current(name, *seen))
     }
 
     fn generations_current(&self, request: &Request<'_>, ticket: &Ticket) -> bool {
@@ -128,13 +134,14 @@ impl MemoryStore {
             tracing::debug!(function = request.site.function(), key = %request.key, value_bytes, "value larger than the cache");
             return Commit::NotStored;
         }
-        let meta = EntryMeta::filled_now(fill.lifetime, fill.load_time, &ticket.generations);
+        let meta = EntryMeta::filled_now(fill, &ticket.generations);
         let entry = MemoryEntry {
             value: Arc::clone(fill.value),
             fingerprint: request.fingerprint,
             site: request.site.id(),
             meta,
             fresh_until: deadline_after(fill.lifetime),
+            kept_until: deadline_after(fill.lifetime.saturating_add(fill.keep)),
             dependencies,
             weight,
         };
@@ -151,9 +158,17 @@ impl Store for MemoryStore {
     }
 
     async fn lookup(&self, request: &Request<'_>) -> Found {
-        match self.probe(request.key.as_bytes(), request.fingerprint) {
-            Some(entry) => Found::Fresh(Arc::clone(&entry.value), entry.meta),
-            None => Found::Miss,
+        let Some(entry) = self.entries.get(request.key.as_bytes()) else { return Found::Miss };
+        if entry.fingerprint != request.fingerprint || !self.is_current(&entry) {
+            return Found::Miss;
+        }
+        let now = Instant::now();
+        if now < entry.fresh_until {
+            Found::Fresh(Arc::clone(&entry.value), entry.meta)
+        } else if now < entry.kept_until {
+            Found::Stale(Arc::clone(&entry.value), entry.meta)
+        } else {
+            Found::Miss
         }
     }
 

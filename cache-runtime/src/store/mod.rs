@@ -41,6 +41,8 @@ pub(crate) struct Request<'a> {
 /// What a lookup found.
 pub(crate) enum Found {
     Fresh(SharedValue, EntryMeta),
+    /// Past its freshness but kept to be served stale; its tags and versions are current.
+    Stale(SharedValue, EntryMeta),
     Miss,
     /// The store could not be asked: run the body, store nothing.
     Unavailable,
@@ -65,7 +67,10 @@ pub(crate) enum Lease {
 /// A loaded value to store.
 pub(crate) struct Fill<'a> {
     pub(crate) value: &'a SharedValue,
+    /// How long the value is fresh.
     pub(crate) lifetime: Duration,
+    /// How much longer it is kept, to be served stale.
+    pub(crate) keep: Duration,
     pub(crate) load_time: Duration,
 }
 

@@ -41,7 +41,7 @@ use super::{
     Commit, Fill, Found, LayerKind, LayerStatus, Lease, MemoryEntry, Request, Store, Targets, Ticket, Urgency,
 };
 use crate::codec::Envelope;
-use crate::entry_info::{EntryMeta, duration_ms};
+use crate::entry_info::{EntryMeta, duration_ms, unix_ms};
 use crate::key::KeyWriter;
 
 /// Longest expiry sent to Redis (about 100 years): larger values are refused.
@@ -375,8 +375,9 @@ impl Store for RedisStore {
             }
         };
         match self.is_current(request, &envelope, fetched).await {
-            Ok(true) => Found::Fresh(value, envelope.meta()),
-            Ok(false) => Found::Miss,
+            Ok(true) if unix_ms() < envelope.fresh_until_ms => Found::Fresh(value, envelope.meta()),
+            Ok(true) if unix_ms() < envelope.stale_until_ms => Found::Stale(value, envelope.meta()),
+            Ok(_) => Found::Miss,
             Err(error) => {
                 Self::unavailable(request, &error);
                 Found::Unavailable
@@ -419,7 +420,7 @@ impl Store for RedisStore {
 
     async fn commit(&self, request: &Request<'_>, ticket: &Ticket, fill: Fill<'_>) -> Commit {
         let Lease::Held(token) = ticket.lease else { return Commit::NotStored };
-        let meta = EntryMeta::filled_now(fill.lifetime, fill.load_time, &ticket.generations);
+        let meta = EntryMeta::filled_now(&fill, &ticket.generations);
         let envelope = Envelope {
             format: crate::codec::FORMAT_VERSION,
             codec: request.ops.codec,
@@ -463,7 +464,7 @@ impl Store for RedisStore {
             .arg(Self::lease_key(&entry_key))
             .arg(token_text(token))
             .arg(bytes)
-            .arg(expire_ms(fill.lifetime));
+            .arg(expire_ms(fill.lifetime.saturating_add(fill.keep)));
         match self.with_scripts::<Vec<i64>>(Urgency::Normal, &pipe).await {
             Ok(stored) if stored.first() == Some(&1) => Commit::Stored(meta),
             Ok(_) => Commit::Refused,
