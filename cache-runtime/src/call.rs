@@ -12,7 +12,7 @@ use crate::key::KeyWriter;
 use crate::mode::{CacheValue, Mode};
 use crate::site::Site;
 use crate::store::{MemoryEntry, Request, Store, Targets};
-use crate::value::{OpsOf, SharedValue};
+use crate::value::{self, OpsOf, SharedValue};
 
 /// Namespace of tag counters.
 pub(crate) const TAG: &str = "t:";
@@ -148,11 +148,25 @@ fn cacheable<M: Mode<R>, R>(site: &'static Site, output: &R) -> Option<Loaded>
 where
     M::Value: CacheValue,
 {
-    M::cacheable(output).and_then(|value| {
-        let negative = M::is_negative(value);
-        (!negative || site.caches_absences())
-            .then(|| Loaded { value: Arc::new(value.clone()) as SharedValue, negative })
-    })
+    if let Some(value) = M::cacheable(output) {
+        return Some(Loaded { value: Arc::new(value.clone()) as SharedValue, negative: false });
+    }
+    (M::is_absent(output) && site.caches_absences())
+        .then(|| Loaded { value: value::absent(), negative: true })
+}
+
+/// The output a value held in memory stands for: a clone of it, or the
+/// function's absence; `None` when it answers another function.
+#[inline]
+fn shared_output<M: Mode<R>, R>(shared: &SharedValue) -> Option<R>
+where
+    M::Value: CacheValue,
+{
+    match shared.downcast_ref::<M::Value>() {
+        Some(value) => Some(M::from_cached(value.clone())),
+        None if value::is_absent(shared) => M::absent(),
+        None => None,
+    }
 }
 
 /// A body run for the cache alone (a background refresh): its cacheable part.
@@ -192,18 +206,24 @@ impl<const TAGS: usize, const VERSIONS: usize> Call<'_, TAGS, VERSIONS> {
         let key = &self.key;
         let fingerprint = site.fingerprint::<M::Value>(self.generic_types);
         if let Some(entry) = cache.inner.store.probe(key.as_bytes(), fingerprint)
-            && let Some(value) = entry.value.downcast_ref::<M::Value>()
+            && let Some(output) = shared_output::<M, R>(&entry.value)
         {
             site.record_hit();
             if entry.site != site.id() {
                 shared_entry(site, key, &entry, self.tags, self.versions);
             }
             crate::entry_info::record(|| entry.meta.info(key, true));
-            return M::from_cached(value.clone());
+            return output;
         }
         let dependencies = counter_names(self.tags, self.versions);
-        let request =
-            Request { site, key, dependencies: &dependencies, ops: OpsOf::<M::Value, K>::OPS, fingerprint };
+        let request = Request {
+            site,
+            key,
+            dependencies: &dependencies,
+            ops: OpsOf::<M::Value, K>::OPS,
+            fingerprint,
+            absences: M::absent().is_some(),
+        };
         let mut body = Some(body);
         let mut output = None;
         let load = async {
@@ -225,6 +245,11 @@ impl<const TAGS: usize, const VERSIONS: usize> Call<'_, TAGS, VERSIONS> {
                 None => unreachable!("the engine ran the body before answering `Loaded`"),
             },
         };
+        if value::is_absent(&value)
+            && let Some(absent) = M::absent()
+        {
+            return absent;
+        }
         // A value decoded for this call alone is moved out, not cloned.
         match value.downcast::<M::Value>() {
             Ok(value) => M::from_cached(Arc::try_unwrap(value).unwrap_or_else(|shared| (*shared).clone())),

@@ -171,6 +171,8 @@ pub struct Envelope {
     pub stale_until_ms: u64,
     /// How long the load took, in microseconds.
     pub load_micros: u64,
+    /// Whether the entry is a cached absence (`None`, `Ok(None)`): no payload follows.
+    pub absent: bool,
     /// The tag and version counters the entry was stored under, with the
     /// generation each had when the load began.
     pub dependencies: Vec<(String, u64)>,
@@ -186,7 +188,7 @@ impl Envelope {
     /// use cache_runtime::{Envelope, Postcard, codec::FORMAT_VERSION};
     ///
     /// let header = Envelope { format: FORMAT_VERSION, codec: 1, fingerprint: 9, site: 4,
-    ///     filled_at_ms: 1, fresh_until_ms: 2, stale_until_ms: 2, load_micros: 5,
+    ///     filled_at_ms: 1, fresh_until_ms: 2, stale_until_ms: 2, load_micros: 5, absent: false,
     ///     dependencies: vec![("t:org:7".into(), 3)] };
     /// let bytes = header.encode::<Postcard, _>(&"hello").unwrap();
     /// let (back, value): (_, String) = Envelope::decode::<Postcard, _>(&bytes, 9).unwrap();
@@ -205,7 +207,9 @@ impl Envelope {
     /// Writes the header and then a type-erased value with its own operations.
     pub(crate) fn encode_erased(&self, ops: &ValueOps, value: &SharedValue) -> Result<Vec<u8>, EncodeError> {
         let mut out = self.header_bytes()?;
-        (ops.encode)(&**value, &mut out)?;
+        if !self.absent {
+            (ops.encode)(&**value, &mut out)?;
+        }
         Ok(out)
     }
 
@@ -217,6 +221,13 @@ impl Envelope {
         fingerprint: u64,
     ) -> Result<SharedValue, DecodeError> {
         self.check(ops.codec, fingerprint)?;
+        if self.absent {
+            return if payload.is_empty() {
+                Ok(crate::value::absent())
+            } else {
+                Err(DecodeError::new("an absence with a payload"))
+            };
+        }
         (ops.decode)(payload)
     }
 
@@ -310,6 +321,7 @@ mod tests {
             fresh_until_ms: 20,
             stale_until_ms: 30,
             load_micros: 40,
+            absent: false,
             dependencies: vec![("t:a".into(), 1), ("t:b".into(), 2), ("v:c".into(), 3)],
         }
     }

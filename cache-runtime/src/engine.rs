@@ -63,12 +63,12 @@ where
     let mut fallback = None;
     if start == Start::Lookup && (store.is_remote() || !site.keep().is_zero()) {
         match store.lookup(request).await {
-            Found::Fresh(value, meta) if request.ops.holds(&value) => {
+            Found::Fresh(value, meta) if request.accepts(&value) => {
                 site.record_hit();
                 entry_info::record(|| meta.info(request.key, true));
                 return Served::Cached(value);
             }
-            Found::Stale(value, meta) if request.ops.holds(&value) => {
+            Found::Stale(value, meta) if request.accepts(&value) => {
                 let stale_for = unix_ms().saturating_sub(meta.fresh_until_ms);
                 if stale_for < duration_ms(site.stale()) {
                     site.record_stale_served();
@@ -107,13 +107,13 @@ where
         match wait(waiter).await {
             Outcome::Stored => {
                 if let Found::Fresh(value, meta) = cache.inner.store.lookup(request).await
-                    && request.ops.holds(&value)
+                    && request.accepts(&value)
                 {
                     entry_info::record(|| meta.info(request.key, true));
                     return Served::Cached(value);
                 }
             }
-            Outcome::Unstored(value) if request.ops.holds(&value) => return Served::Cached(value),
+            Outcome::Unstored(value) if request.accepts(&value) => return Served::Cached(value),
             Outcome::Failed => {
                 if let Some(value) = fallback {
                     site.record_fail_safe();
@@ -138,9 +138,9 @@ where
     request.site.record_refresh();
     let cache = cache.clone();
     let (site, key, dependencies) = (request.site, request.key.clone(), request.dependencies.to_vec());
-    let (ops, fingerprint) = (request.ops, request.fingerprint);
+    let (ops, fingerprint, absences) = (request.ops, request.fingerprint, request.absences);
     runtime.spawn(async move {
-        let request = Request { site, key: &key, dependencies: &dependencies, ops, fingerprint };
+        let request = Request { site, key: &key, dependencies: &dependencies, ops, fingerprint, absences };
         serve(&cache, &request, load, Start::Refresh).await;
     });
 }
@@ -250,7 +250,7 @@ async fn claim<'s, 'r>(cache: &'s Cache, request: &'s Request<'r>, lifetime: Dur
     while Instant::now() < deadline {
         tokio::time::sleep(pause).await;
         match store.lookup(request).await {
-            Found::Fresh(value, meta) if request.ops.holds(&value) => {
+            Found::Fresh(value, meta) if request.accepts(&value) => {
                 entry_info::record(|| meta.info(request.key, true));
                 return Claim::Served(value);
             }

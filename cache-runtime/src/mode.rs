@@ -24,10 +24,14 @@ pub trait Mode<R> {
     fn from_cached(value: Self::Value) -> R;
     /// Whether a write succeeded (and so must invalidate).
     fn succeeded(output: &R) -> bool;
-    /// Whether a cacheable value is an absence (`None`), cached only with
-    /// `negative_ttl` and for that long.
-    fn is_negative(_value: &Self::Value) -> bool {
+    /// Whether an output is an absence (`None`, `Ok(None)`): not a value, but
+    /// cached with `negative_ttl`, for that long.
+    fn is_absent(_output: &R) -> bool {
         false
+    }
+    /// The output a cached absence stands for; `None` when this mode has none.
+    fn absent() -> Option<R> {
+        None
     }
 }
 
@@ -68,34 +72,40 @@ impl<T, E> Mode<Result<T, E>> for ResultMode {
 }
 
 impl<T> Mode<Option<T>> for OptionMode {
-    type Value = Option<T>;
-    fn cacheable(output: &Option<T>) -> Option<&Option<T>> {
-        Some(output)
+    type Value = T;
+    fn cacheable(output: &Option<T>) -> Option<&T> {
+        output.as_ref()
     }
-    fn from_cached(value: Option<T>) -> Option<T> {
-        value
+    fn from_cached(value: T) -> Option<T> {
+        Some(value)
     }
     fn succeeded(_: &Option<T>) -> bool {
         true
     }
-    fn is_negative(value: &Option<T>) -> bool {
-        value.is_none()
+    fn is_absent(output: &Option<T>) -> bool {
+        output.is_none()
+    }
+    fn absent() -> Option<Option<T>> {
+        Some(None)
     }
 }
 
 impl<T, E> Mode<Result<Option<T>, E>> for ResultOptionMode {
-    type Value = Option<T>;
-    fn cacheable(output: &Result<Option<T>, E>) -> Option<&Option<T>> {
-        output.as_ref().ok()
+    type Value = T;
+    fn cacheable(output: &Result<Option<T>, E>) -> Option<&T> {
+        output.as_ref().ok().and_then(Option::as_ref)
     }
-    fn from_cached(value: Option<T>) -> Result<Option<T>, E> {
-        Ok(value)
+    fn from_cached(value: T) -> Result<Option<T>, E> {
+        Ok(Some(value))
     }
     fn succeeded(output: &Result<Option<T>, E>) -> bool {
         output.is_ok()
     }
-    fn is_negative(value: &Option<T>) -> bool {
-        value.is_none()
+    fn is_absent(output: &Result<Option<T>, E>) -> bool {
+        matches!(output, Ok(None))
+    }
+    fn absent() -> Option<Result<Option<T>, E>> {
+        Some(Ok(None))
     }
 }
 

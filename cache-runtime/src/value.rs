@@ -12,6 +12,20 @@ use crate::mode::CacheValue;
 /// A loaded value, shared between callers and the in-memory store.
 pub(crate) type SharedValue = Arc<dyn Any + Send + Sync>;
 
+/// A cached absence (`None`, `Ok(None)` with `negative_ttl`): stored with an
+/// empty payload, read back as the function's own absence.
+pub(crate) struct Absent;
+
+/// A shared absence.
+pub(crate) fn absent() -> SharedValue {
+    Arc::new(Absent)
+}
+
+/// Whether a shared value is a cached absence.
+pub(crate) fn is_absent(value: &SharedValue) -> bool {
+    (**value).is::<Absent>()
+}
+
 /// What the engine may do with the values of one type and codec.
 pub(crate) struct ValueOps {
     type_id: fn() -> TypeId,

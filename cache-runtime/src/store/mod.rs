@@ -36,6 +36,15 @@ pub(crate) struct Request<'a> {
     pub(crate) ops: &'static ValueOps,
     /// Fingerprint of the value type, the codec and a generic function's type arguments.
     pub(crate) fingerprint: u64,
+    /// Whether the function can answer with a cached absence (`None`, `Ok(None)`).
+    pub(crate) absences: bool,
+}
+
+impl Request<'_> {
+    /// Whether `value` answers this call: of its type, or an absence it can give.
+    pub(crate) fn accepts(&self, value: &SharedValue) -> bool {
+        self.ops.holds(value) || (self.absences && crate::value::is_absent(value))
+    }
 }
 
 /// What a lookup found.

@@ -430,6 +430,7 @@ impl Store for RedisStore {
             fresh_until_ms: meta.fresh_until_ms,
             stale_until_ms: meta.stale_until_ms,
             load_micros: meta.load_micros,
+            absent: crate::value::is_absent(fill.value),
             dependencies: request
                 .dependencies
                 .iter()
