@@ -28,16 +28,26 @@ pub async fn get_user(db: &Db, id: u64, org_id: u64) -> Result<User, DbError> {
         use ::cache_runtime::__private::Returns as _;
         (&&&::cache_runtime::__private::Probe::<Result<User, DbError>>::new()).mode()
     };
+    let __cache_storage = {
+        use ::cache_runtime::__private::Stores as _;
+        (&&::cache_runtime::__private::StorageProbe::of::<
+            Result<User, DbError>,
+            _,
+        >(&__cache_mode))
+            .storage()
+    };
     ::cache_runtime::__private::cached_as::<
         _,
         Result<User, DbError>,
         ::cache_runtime::__private::Postcard,
         _,
         _,
+        _,
         1usize,
         0usize,
     >(
             __cache_mode,
+            __cache_storage,
             &__CACHE_SITE,
             ::cache_runtime::__private::default_cache(),
             __cache_key,

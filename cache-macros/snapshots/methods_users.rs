@@ -1,12 +1,13 @@
 impl Users {
     async fn user(&self, id: u64) -> Option<User> {
         static __CACHE_SITE: ::cache_runtime::__private::Site = ::cache_runtime::__private::Site::new(
-            ::cache_runtime::__private::concat!(
-                ::cache_runtime::__private::module_path!(), "::", "user"
-            ),
-            60u64,
-            0u64,
-        );
+                ::cache_runtime::__private::concat!(
+                    ::cache_runtime::__private::module_path!(), "::", "user"
+                ),
+                60u64,
+                0u64,
+            )
+            .schema(2u32);
         let __cache_key = {
             let mut __cache_writer = ::cache_runtime::__private::KeyWriter::new();
             __cache_writer
@@ -25,16 +26,26 @@ impl Users {
             use ::cache_runtime::__private::Returns as _;
             (&&&::cache_runtime::__private::Probe::<Option<User>>::new()).mode()
         };
+        let __cache_storage = {
+            use ::cache_runtime::__private::Stores as _;
+            (&&::cache_runtime::__private::StorageProbe::of::<
+                Option<User>,
+                _,
+            >(&__cache_mode))
+                .storage()
+        };
         ::cache_runtime::__private::cached_as::<
             _,
             Option<User>,
             ::cache_runtime::__private::Postcard,
             _,
             _,
+            _,
             0usize,
             0usize,
         >(
                 __cache_mode,
+                __cache_storage,
                 &__CACHE_SITE,
                 ::cache_runtime::__private::default_cache(),
                 __cache_key,
@@ -74,16 +85,23 @@ impl Users {
             use ::cache_runtime::__private::Returns as _;
             (&&&::cache_runtime::__private::Probe::<u64>::new()).mode()
         };
+        let __cache_storage = {
+            use ::cache_runtime::__private::Stores as _;
+            (&&::cache_runtime::__private::StorageProbe::of::<u64, _>(&__cache_mode))
+                .storage()
+        };
         ::cache_runtime::__private::cached_as::<
             _,
             u64,
             ::cache_runtime::__private::Postcard,
             _,
             _,
+            _,
             0usize,
             0usize,
         >(
                 __cache_mode,
+                __cache_storage,
                 &__CACHE_SITE,
                 ::cache_runtime::__private::default_cache(),
                 __cache_key,

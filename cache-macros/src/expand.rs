@@ -11,15 +11,18 @@
 //!     let key = { let mut w = P::KeyWriter::new(); w.write_literal("user:"); w.write_part(&id); w };
 //!     let dependencies = P::Dependencies { tags: [/* "org:" + org */], versions: [] };
 //!     let mode = { use P::Returns as _; (&&&P::Probe::<Result<User, E>>::new()).mode() };
-//!     P::cached_as::<_, Result<User, E>, P::Postcard, _, _, 1, 0>(
-//!         mode, &__CACHE_SITE, P::default_cache(), key, dependencies, &[],
+//!     let storage = { use P::Stores as _; (&&P::StorageProbe::of::<Result<User, E>, _>(&mode)).storage() };
+//!     P::cached_as::<_, Result<User, E>, P::Postcard, _, _, _, 1, 0>(
+//!         mode, storage, &__CACHE_SITE, P::default_cache(), key, dependencies, &[],
 //!         async move { let ret: Result<User, E> = { BODY }; ret },
 //!     ).await
 //! }
 //! ```
 //! The mode (`ResultMode`: cache `Ok` only) comes from the return type when the
 //! code is type-checked, so an alias of `Result` is a `Result`; `returns = ...`
-//! names it instead.
+//! names it instead. The storage comes from the cached value's type the same
+//! way: `Shared` for an `Arc<T>` (stored as `T`, a hit clones the `Arc`),
+//! `Cloned` otherwise. `schema = N` adds `.schema(N)` to the site.
 //! In a method, the key starts with `w.write_impl_scope(P::type_name::<Self>())`
 //! so two impls never share an entry; a default key starts with
 //! `w.write_function_path(P::function_path(&|| {}))`, the type name of a
@@ -261,10 +264,14 @@ fn generate_cached(function: &ItemFn, signature: &Signature, plan: &CachedPlan) 
         }
         None => (TokenStream::new(), TokenStream::new()),
     };
-    let entry_point = if plan.stale.is_some() {
-        quote!(::cache_runtime::__private::cached_refreshing_as)
-    } else {
-        quote!(::cache_runtime::__private::cached_as)
+    // Spanned at the return type, like the whole call below.
+    let entry_point = {
+        let span = syn::spanned::Spanned::span(&signature.return_type);
+        if plan.stale.is_some() {
+            quote_spanned!(span=> ::cache_runtime::__private::cached_refreshing_as)
+        } else {
+            quote_spanned!(span=> ::cache_runtime::__private::cached_as)
+        }
     };
     let scope = if signature.in_impl { Scope::ImplType } else { Scope::Unscoped };
     let key = match &plan.key {
@@ -293,13 +300,23 @@ fn generate_cached(function: &ItemFn, signature: &Signature, plan: &CachedPlan) 
         };
         quote_spanned!(span=> ::cache_runtime::__private::negative_caching::<#ret>();)
     });
-    let (site, key_local, dependencies, mode_local) =
-        (local("__CACHE_SITE"), local("__cache_key"), local("__cache_dependencies"), local("__cache_mode"));
+    let (site, key_local, dependencies, mode_local, storage_local) = (
+        local("__CACHE_SITE"),
+        local("__cache_key"),
+        local("__cache_dependencies"),
+        local("__cache_mode"),
+        local("__cache_storage"),
+    );
+    let schema = plan.schema.as_ref().map(|schema| {
+        let value = schema.base10_parse::<u32>().unwrap_or_default();
+        quote_spanned!(schema.span()=> .schema(#value))
+    });
     let call_span = syn::spanned::Spanned::span(ret);
     // Spanned at the return type, so a value type that cannot be cached is reported there.
     let call = quote_spanned! {call_span=>
-        #entry_point::<_, #ret, #codec, _, _, #tag_count, #version_count>(
+        #entry_point::<_, #ret, #codec, _, _, _, #tag_count, #version_count>(
             #mode_local,
+            #storage_local,
             &#site,
             #handle,
             #key_local,
@@ -321,13 +338,17 @@ fn generate_cached(function: &ItemFn, signature: &Signature, plan: &CachedPlan) 
                 ::cache_runtime::__private::concat!(::cache_runtime::__private::module_path!(), "::", #name),
                 #ttl,
                 #jitter,
-            )#negative #group #stale #fail_safe;
+            )#schema #negative #group #stale #fail_safe;
             let #key_local = #key;
             let #dependencies = ::cache_runtime::__private::Dependencies {
                 tags: [#(#tags),*],
                 versions: [#(#versions),*],
             };
             let #mode_local = #mode;
+            let #storage_local = {
+                use ::cache_runtime::__private::Stores as _;
+                (&&::cache_runtime::__private::StorageProbe::of::<#ret, _>(&#mode_local)).storage()
+            };
             #negative_check
             #call
         }
@@ -411,7 +432,7 @@ mod tests {
     #[test]
     fn method_expansions_match_the_snapshot() {
         let explicit = super::cached(
-            quote!(key = "user:<self.tenant>:<id>", ttl = 60),
+            quote!(key = "user:<self.tenant>:<id>", ttl = 60, schema = 2),
             quote! {
                 async fn user(&self, id: u64) -> Option<User> {
                     self.db.user(id).await

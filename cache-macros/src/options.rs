@@ -102,6 +102,7 @@ pub(crate) struct CachedOptions {
     pub(crate) cache: Option<Expr>,
     pub(crate) codec: Option<syn::Path>,
     pub(crate) returns: Option<Returns>,
+    pub(crate) schema: Option<LitInt>,
 }
 
 /// The options of `#[invalidates(...)]`.
@@ -130,6 +131,7 @@ const CACHED_OPTIONS: &[&str] = &[
     "cache",
     "codec",
     "returns",
+    "schema",
 ];
 const INVALIDATES_OPTIONS: &[&str] = &["keys", "tags", "versions", "skip", "cache", "returns"];
 
@@ -262,11 +264,32 @@ impl CachedOptions {
                 "cache" => options.cache = Some(value.clone()),
                 "codec" => options.codec = codec(value, errors),
                 "returns" => options.returns = returns(value, errors),
+                "schema" => options.schema = schema(value, errors),
                 _ => {}
             }
         }
         options
     }
+}
+
+/// `schema = N`: a whole number that fits a `u32`.
+fn schema(expr: &Expr, errors: &mut Errors) -> Option<LitInt> {
+    if let Expr::Lit(lit) = expr
+        && let Lit::Int(int) = &lit.lit
+    {
+        return match int.base10_parse::<u32>() {
+            Ok(_) => Some(int.clone()),
+            Err(_) => {
+                errors.at(int, "`schema` is a version number from 0 to 4294967295, such as `schema = 2`");
+                None
+            }
+        };
+    }
+    errors.at(
+        expr,
+        "expected `schema = N`, a whole number such as `schema = 2`: raise it when the meaning of the cached value changes but its type does not",
+    );
+    None
 }
 
 fn codec(expr: &Expr, errors: &mut Errors) -> Option<syn::Path> {

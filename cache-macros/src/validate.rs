@@ -53,6 +53,8 @@ pub(crate) struct CachedPlan {
     pub(crate) group: Option<LitStr>,
     pub(crate) cache: Option<Expr>,
     pub(crate) codec: Option<syn::Path>,
+    /// `schema = N`, written into the site.
+    pub(crate) schema: Option<syn::LitInt>,
 }
 
 pub(crate) struct InvalidatesPlan {
@@ -302,6 +304,7 @@ pub(crate) fn cached(
         group: options.group,
         cache: options.cache,
         codec: options.codec,
+        schema: options.schema,
     })
 }
 

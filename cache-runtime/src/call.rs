@@ -9,10 +9,10 @@ use crate::codec::Codec;
 use crate::engine::{self, Loaded, Served, Start};
 use crate::invalidation;
 use crate::key::KeyWriter;
-use crate::mode::{CacheValue, Mode};
+use crate::mode::Mode;
 use crate::site::Site;
 use crate::store::{MemoryEntry, Request, Store, Targets};
-use crate::value::{self, OpsOf, SharedValue};
+use crate::value::{self, Cacheable, OpsOf, SharedValue};
 
 /// Namespace of tag counters.
 pub(crate) const TAG: &str = "t:";
@@ -96,8 +96,9 @@ fn shared_entry(
 }
 
 /// The cache-aside path of a `#[cached]` function: serve a fresh entry, or run
-/// `body` once for all concurrent callers of the key and store its cacheable value.
-pub async fn cached<M, R, K, C, F, const TAGS: usize, const VERSIONS: usize>(
+/// `body` once for all concurrent callers of the key and store its cacheable
+/// value, held and encoded as storage `S` says.
+pub async fn cached<M, R, K, S, C, F, const TAGS: usize, const VERSIONS: usize>(
     site: &'static Site,
     cache: C,
     key: KeyWriter,
@@ -107,19 +108,19 @@ pub async fn cached<M, R, K, C, F, const TAGS: usize, const VERSIONS: usize>(
 ) -> R
 where
     M: Mode<R>,
-    M::Value: CacheValue,
+    M::Value: Cacheable<S>,
     K: Codec,
     C: AsCache,
     F: Future<Output = R>,
 {
     let call = Call { site, key, tags: &dependencies.tags, versions: &dependencies.versions, generic_types };
     // Without a body that outlives the call, a stale entry is not refreshed in the background.
-    call.run::<M, R, K, F>(cache.as_cache(), body, |_, _, _| {}).await
+    call.run::<M, R, K, S, F>(cache.as_cache(), body, |_, _, _| {}).await
 }
 
 /// [`cached`] for functions with `stale`: the body owns its data, so a stale
 /// entry is served at once while the body refreshes it in a task of its own.
-pub async fn cached_refreshing<M, R, K, C, F, const TAGS: usize, const VERSIONS: usize>(
+pub async fn cached_refreshing<M, R, K, S, C, F, const TAGS: usize, const VERSIONS: usize>(
     site: &'static Site,
     cache: C,
     key: KeyWriter,
@@ -128,28 +129,28 @@ pub async fn cached_refreshing<M, R, K, C, F, const TAGS: usize, const VERSIONS:
     body: F,
 ) -> R
 where
-    M: Mode<R>,
-    M::Value: CacheValue,
+    M: Mode<R> + 'static,
+    M::Value: Cacheable<S>,
+    S: 'static,
     K: Codec,
     C: AsCache,
-    M: 'static,
     F: Future<Output = R> + Send + 'static,
     R: Send + 'static,
 {
     let call = Call { site, key, tags: &dependencies.tags, versions: &dependencies.versions, generic_types };
-    call.run::<M, R, K, F>(cache.as_cache(), body, |cache, request, body| {
-        engine::spawn_refresh(cache, request, refresh_load::<M, R, F>(site, body));
+    call.run::<M, R, K, S, F>(cache.as_cache(), body, |cache, request, body| {
+        engine::spawn_refresh(cache, request, refresh_load::<M, R, S, F>(site, body));
     })
     .await
 }
 
 /// The cacheable part of a body's output.
-fn cacheable<M: Mode<R>, R>(site: &'static Site, output: &R) -> Option<Loaded>
+fn cacheable<M: Mode<R>, R, S>(site: &'static Site, output: &R) -> Option<Loaded>
 where
-    M::Value: CacheValue,
+    M::Value: Cacheable<S>,
 {
     if let Some(value) = M::cacheable(output) {
-        return Some(Loaded { value: Arc::new(value.clone()) as SharedValue, negative: false });
+        return Some(Loaded { value: value.share(), negative: false });
     }
     (M::is_absent(output) && site.caches_absences())
         .then(|| Loaded { value: value::absent(), negative: true })
@@ -158,24 +159,24 @@ where
 /// The output a value held in memory stands for: a clone of it, or the
 /// function's absence; `None` when it answers another function.
 #[inline]
-fn shared_output<M: Mode<R>, R>(shared: &SharedValue) -> Option<R>
+fn shared_output<M: Mode<R>, R, S>(shared: &SharedValue) -> Option<R>
 where
-    M::Value: CacheValue,
+    M::Value: Cacheable<S>,
 {
-    match shared.downcast_ref::<M::Value>() {
-        Some(value) => Some(M::from_cached(value.clone())),
+    match M::Value::get(shared) {
+        Some(value) => Some(M::from_cached(value)),
         None if value::is_absent(shared) => M::absent(),
         None => None,
     }
 }
 
 /// A body run for the cache alone (a background refresh): its cacheable part.
-async fn refresh_load<M: Mode<R>, R, F: Future<Output = R>>(site: &'static Site, body: F) -> Option<Loaded>
+async fn refresh_load<M: Mode<R>, R, S, F: Future<Output = R>>(site: &'static Site, body: F) -> Option<Loaded>
 where
-    M::Value: CacheValue,
+    M::Value: Cacheable<S>,
 {
     let output = body.await;
-    cacheable::<M, R>(site, &output)
+    cacheable::<M, R, S>(site, &output)
 }
 
 /// One call of a `#[cached]` function, its key and dependencies rendered.
@@ -189,7 +190,7 @@ struct Call<'a, const TAGS: usize, const VERSIONS: usize> {
 
 impl<const TAGS: usize, const VERSIONS: usize> Call<'_, TAGS, VERSIONS> {
     /// Serves the call; `refresh` starts a background refresh of a stale entry with the body.
-    async fn run<M, R, K, F>(
+    async fn run<M, R, K, S, F>(
         mut self,
         cache: &Cache,
         body: F,
@@ -197,16 +198,16 @@ impl<const TAGS: usize, const VERSIONS: usize> Call<'_, TAGS, VERSIONS> {
     ) -> R
     where
         M: Mode<R>,
-        M::Value: CacheValue,
+        M::Value: Cacheable<S>,
         K: Codec,
         F: Future<Output = R>,
     {
         let site = self.site;
         self.key.shorten();
         let key = &self.key;
-        let fingerprint = site.fingerprint::<M::Value>(self.generic_types);
+        let fingerprint = site.fingerprint::<<M::Value as Cacheable<S>>::Stored>(self.generic_types);
         if let Some(entry) = cache.inner.store.probe(key.as_bytes(), fingerprint)
-            && let Some(output) = shared_output::<M, R>(&entry.value)
+            && let Some(output) = shared_output::<M, R, S>(&entry.value)
         {
             site.record_hit();
             if entry.site != site.id() {
@@ -220,7 +221,7 @@ impl<const TAGS: usize, const VERSIONS: usize> Call<'_, TAGS, VERSIONS> {
             site,
             key,
             dependencies: &dependencies,
-            ops: OpsOf::<M::Value, K>::OPS,
+            ops: OpsOf::<<M::Value as Cacheable<S>>::Stored, K>::OPS,
             fingerprint,
             absences: M::absent().is_some(),
         };
@@ -228,7 +229,7 @@ impl<const TAGS: usize, const VERSIONS: usize> Call<'_, TAGS, VERSIONS> {
         let mut output = None;
         let load = async {
             let returned = body.take()?.await;
-            let cacheable = cacheable::<M, R>(site, &returned);
+            let cacheable = cacheable::<M, R, S>(site, &returned);
             output = Some(returned);
             cacheable
         };
@@ -251,9 +252,9 @@ impl<const TAGS: usize, const VERSIONS: usize> Call<'_, TAGS, VERSIONS> {
             return absent;
         }
         // A value decoded for this call alone is moved out, not cloned.
-        match value.downcast::<M::Value>() {
-            Ok(value) => M::from_cached(Arc::try_unwrap(value).unwrap_or_else(|shared| (*shared).clone())),
-            Err(_) => unreachable!("the engine serves values of the request's type"),
+        match M::Value::take(value) {
+            Some(value) => M::from_cached(value),
+            None => unreachable!("the engine serves values of the request's type"),
         }
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! An encoded entry is an [`Envelope`] header followed by the codec's bytes.
 //! The header carries a format version, the codec's id, a fingerprint of the
-//! value type, the fill time, the freshness deadlines and the generations of
+//! value type's serde [`Shape`] (so an entry written by a build whose type had
+//! other fields is a miss, not a value decoded into the wrong fields), the fill time, the freshness deadlines and the generations of
 //! the entry's tags and versions seen when its load began. Anything that does
 //! not decode (garbage, another format version, another type, another codec)
 //! is a [`DecodeError`], which the cache treats as a miss.
@@ -13,6 +14,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::entry_info::{EntryMeta, generation_fingerprint};
+pub use crate::shape::{Shape, shape_of};
 use crate::value::{SharedValue, ValueOps};
 
 /// Version of the envelope layout; entries of other versions are misses.
@@ -36,7 +38,7 @@ pub const FORMAT_VERSION: u8 = 2;
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a cache codec",
     label = "`codec = ...` names a type implementing `cache_runtime::Codec`",
-    note = "use `cache_runtime::Postcard` (the default) or `cache_runtime::Json`, or implement `Codec`"
+    note = "use `cache_runtime::Postcard` (the default), `cache_runtime::Json` or, with the `bincode` feature, `cache_runtime::Bincode`; or implement `Codec`"
 )]
 pub trait Codec: Send + Sync + 'static {
     /// A stable id written into every envelope; entries of another codec are misses.
@@ -107,6 +109,76 @@ impl Codec for Json {
     }
 }
 
+/// [bincode](https://docs.rs/bincode/2.0.1) 2.0.1 with its standard
+/// configuration (little-endian, variable-length integers), behind the
+/// `bincode` cargo feature.
+///
+/// Opt-in and pinned: bincode 2.0.1 is the crate's last working release (3.0.0
+/// is a compile error by design) and the crate is unmaintained
+/// ([RUSTSEC-2025-0141](https://rustsec.org/advisories/RUSTSEC-2025-0141)).
+/// It is here for applications that already use it; [`Postcard`], the default,
+/// is as compact and maintained. Like postcard it is not self-describing. A
+/// decode refuses a value that would claim more than 256 MiB of memory, so a
+/// corrupt length cannot make it allocate without bound.
+///
+/// ```
+/// use cache_runtime::{Bincode, Codec};
+///
+/// let mut bytes = Vec::new();
+/// Bincode::encode(&(7_u32, "seven".to_string()), &mut bytes).unwrap();
+/// let back: (u32, String) = Bincode::decode(&bytes).unwrap();
+/// assert_eq!(back, (7, "seven".to_string()));
+/// ```
+#[cfg(feature = "bincode")]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Bincode;
+
+#[cfg(feature = "bincode")]
+mod bincode_codec {
+    use super::{Bincode, Codec, DecodeError, DeserializeOwned, EncodeError, Serialize};
+
+    /// Most memory a decode may claim (lengths times element sizes).
+    const LIMIT: usize = 256 * 1024 * 1024;
+
+    const fn config() -> bincode::config::Configuration<
+        bincode::config::LittleEndian,
+        bincode::config::Varint,
+        bincode::config::Limit<LIMIT>,
+    > {
+        bincode::config::standard().with_limit::<LIMIT>()
+    }
+
+    /// Appends to the entry's bytes.
+    struct Append<'a>(&'a mut Vec<u8>);
+
+    impl bincode::enc::write::Writer for Append<'_> {
+        fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
+            self.0.extend_from_slice(bytes);
+            Ok(())
+        }
+    }
+
+    impl Codec for Bincode {
+        const ID: u8 = 3;
+
+        fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+            bincode::serde::encode_into_writer(value, Append(out), config())
+                .map_err(|e| EncodeError::new(e.to_string()))
+        }
+
+        fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+            match bincode::serde::decode_from_slice::<T, _>(bytes, config()) {
+                Ok((value, read)) if read == bytes.len() => Ok(value),
+                Ok((_, read)) => Err(DecodeError::new(format!(
+                    "{} trailing bytes after the value",
+                    bytes.len().saturating_sub(read)
+                ))),
+                Err(e) => Err(DecodeError::new(e.to_string())),
+            }
+        }
+    }
+}
+
 /// Size of `value` in the default codec, used to weigh in-memory entries.
 pub(crate) fn encoded_size<T: Serialize + ?Sized>(value: &T) -> Option<usize> {
     postcard::serialize_with_flavor::<T, postcard::ser_flavors::Size, usize>(
@@ -159,7 +231,8 @@ pub struct Envelope {
     pub format: u8,
     /// The [`Codec::ID`] of the payload.
     pub codec: u8,
-    /// [`type_fingerprint`] of the value type (and of a generic function's type arguments).
+    /// Fingerprint of the value type's serde [`Shape`], the function's `schema`
+    /// and a generic function's type arguments: entries of another are misses.
     pub fingerprint: u64,
     /// Which `#[cached]` function wrote the entry (a hash of its path).
     pub site: u64,
@@ -289,16 +362,41 @@ impl Envelope {
 /// ```
 #[must_use]
 pub fn type_fingerprint(type_names: &[&str]) -> u64 {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let mut hash = OFFSET;
+    let mut hash = Fnv::default();
     for name in type_names {
-        for &byte in name.as_bytes().iter().chain(&[0xff]) {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(PRIME);
+        hash.part(name.as_bytes());
+    }
+    hash.0
+}
+
+/// The fingerprint an entry carries: the stored type's [`Shape`], the
+/// function's `schema` and, for a generic function, its type arguments.
+pub(crate) fn value_fingerprint(shape: u64, schema: u32, generic_types: &[&str]) -> u64 {
+    let mut hash = Fnv::default();
+    hash.part(&shape.to_le_bytes());
+    hash.part(&schema.to_le_bytes());
+    for name in generic_types {
+        hash.part(name.as_bytes());
+    }
+    hash.0
+}
+
+/// FNV-1a over parts, each followed by `0xff` (which UTF-8 text never holds).
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    fn part(&mut self, bytes: &[u8]) {
+        for &byte in bytes.iter().chain(&[0xff]) {
+            self.0 ^= u64::from(byte);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
         }
     }
-    hash
 }
 
 #[cfg(test)]
@@ -373,5 +471,38 @@ mod tests {
         let mut bytes = Vec::new();
         Postcard::encode(&user, &mut bytes).unwrap();
         assert_eq!(encoded_size(&user), Some(bytes.len()));
+    }
+
+    #[cfg(feature = "bincode")]
+    #[test]
+    fn bincode_round_trips_and_other_codecs_entries_are_errors() {
+        let user = User { id: 3, name: "Barbara".into() };
+        let mut h = header();
+        h.codec = Bincode::ID;
+        let bytes = h.encode::<Bincode, _>(&user).unwrap();
+        let (back, value) = Envelope::decode::<Bincode, User>(&bytes, h.fingerprint).unwrap();
+        assert_eq!(back, h);
+        assert_eq!(value, user);
+        // Written by postcard, read as bincode, and the other way round: misses.
+        let postcard = header().encode::<Postcard, _>(&user).unwrap();
+        assert!(Envelope::decode::<Bincode, User>(&postcard, h.fingerprint).is_err());
+        assert!(Envelope::decode::<Postcard, User>(&bytes, h.fingerprint).is_err());
+        for cut in 0..bytes.len() {
+            assert!(Envelope::decode::<Bincode, User>(&bytes[..cut], h.fingerprint).is_err());
+        }
+    }
+
+    #[cfg(feature = "bincode")]
+    #[test]
+    fn bincode_refuses_a_corrupt_length_without_allocating_it() {
+        // A string length of 2^62, then nothing.
+        let mut bytes = vec![1_u8]; // id
+        bytes.push(253); // varint: a u64 follows
+        bytes.extend_from_slice(&(1_u64 << 62).to_le_bytes());
+        assert!(Bincode::decode::<User>(&bytes).is_err());
+        let mut trailing = Vec::new();
+        Bincode::encode(&7_u32, &mut trailing).unwrap();
+        trailing.push(0);
+        assert!(Bincode::decode::<u32>(&trailing).is_err());
     }
 }

@@ -43,6 +43,9 @@
 //!
 //! - A key is `{prefix}:{rendered template}`; values are escaped so two
 //!   different argument tuples never share a key.
+//! - An entry written by a build whose value type had another serde shape
+//!   (fields reordered, added, removed, renamed or retyped) or another
+//!   `schema` is a miss, never a value decoded into the wrong fields.
 //! - Invalidating a tag or bumping a version is O(1): generation counters, not
 //!   member lists. On Redis the counters expire no earlier than the entries that
 //!   depend on them, so they are bounded by the tags in use within one TTL; in
@@ -114,6 +117,7 @@ mod key;
 mod mode;
 mod observe;
 mod returns;
+mod shape;
 mod single_flight;
 mod site;
 mod store;
@@ -135,7 +139,8 @@ pub use cache::{AlreadyInstalled, Cache, CacheBuilder, CacheStatus, ConfigError,
 /// | `version = "team:<team_id>"` | a versioned namespace: bumping it drops every entry in it at once |
 /// | `skip = [db]` | parameters that are not part of the result's identity |
 /// | `cache = expr` | the [`Cache`] to use (a `Cache`, `&Cache` or `Arc<Cache>`); default: [`Cache::default_cache`] |
-/// | `codec = cache_runtime::Json` | how values are encoded outside the process; default [`Postcard`] |
+/// | `codec = cache_runtime::Json` | how values are encoded outside the process; default [`Postcard`]; `Bincode` with the `bincode` feature |
+/// | `schema = 2` | a version of the value's meaning: raise it when what the function returns changes but its type does not (cents to euros); entries of another schema are misses |
 /// | `returns = value` | what is cached when the return type cannot say it: `result` (`Ok` only), `option` (`Some` only) or `value` (everything); required when the function returns one of its own type parameters |
 ///
 /// `Result<T, E>` caches `Ok` only, `Option<T>` caches `Some` only (and `None`
@@ -148,6 +153,42 @@ pub use cache::{AlreadyInstalled, Cache, CacheBuilder, CacheStatus, ConfigError,
 /// `Serialize + DeserializeOwned + Clone + Send + Sync + 'static`; key parts
 /// must implement [`KeyPart`]. Every parameter must appear in the key, a tag
 /// or the version, or be skipped.
+///
+/// # Large values: return `Arc<T>`
+///
+/// A hit in memory clones the cached value: for a 10,000-row `Vec` that is
+/// every row, every call. Return `Arc<T>` (or `Result<Arc<T>, E>`,
+/// `Option<Arc<T>>`) and the cache keeps the very `Arc` the body returned, so
+/// a hit clones the `Arc` only, and `T` need not be `Clone`. Outside the
+/// process the value is stored as `T` (no serde `rc` feature needed), so a
+/// function returning `T` and one returning `Arc<T>` read each other's entries.
+///
+/// ```
+/// use std::sync::Arc;
+/// use cache_runtime::cached;
+///
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Report { rows: Vec<(u64, String)> }
+///
+/// #[cached(key = "report:<org>", ttl = 60)]
+/// async fn report(org: u64) -> Arc<Report> {
+///     Arc::new(Report { rows: (0..10_000).map(|i| (i, format!("row {i}"))).collect() })
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let first = report(7).await;
+/// assert!(Arc::ptr_eq(&first, &report(7).await)); // a hit: the same Arc, no copy
+/// # });
+/// ```
+///
+/// # Entries across deploys
+///
+/// Every entry carries a fingerprint of its value type's serde shape (struct
+/// and field names in order, enum variants and their payloads, the kind of
+/// every field; see [`codec::shape_of`]), so after a deploy that reorders,
+/// adds, removes, renames or retypes a field, the old entries in Redis are
+/// misses, never values decoded into the wrong fields. A change of meaning
+/// that keeps the shape needs `schema = N`.
 ///
 /// A constant `ttl` or `jitter` is read by a `static` inside the function, so
 /// it cannot name the function's parameters, its generics or `Self`: use a
@@ -272,6 +313,8 @@ pub use cache_macros::cached;
 /// ```
 #[doc(inline)]
 pub use cache_macros::invalidates;
+#[cfg(feature = "bincode")]
+pub use codec::Bincode;
 pub use codec::{Codec, DecodeError, EncodeError, Envelope, Json, Postcard};
 pub use entry_info::{EntryInfo, capture};
 pub use key::{KeyPart, KeyWriter, MAX_KEY_LEN};
@@ -296,6 +339,7 @@ pub mod __private {
         result_mode,
     };
     pub use crate::site::Site;
+    pub use crate::value::{Cacheable, Cloned, Encodable, Shared, StorageProbe, Stores};
     pub use core::any::type_name;
     pub use core::primitive::u64;
     pub use core::{assert, concat, module_path};

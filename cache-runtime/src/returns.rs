@@ -20,8 +20,9 @@ use std::marker::PhantomData;
 use crate::call::{AsCache, Dependencies, Invalidation, cached, cached_refreshing, invalidating};
 use crate::codec::Codec;
 use crate::key::KeyWriter;
-use crate::mode::{CacheValue, Mode, OptionMode, PlainMode, ResultMode, ResultOptionMode};
+use crate::mode::{Mode, OptionMode, PlainMode, ResultMode, ResultOptionMode};
 use crate::site::Site;
+use crate::value::Cacheable;
 
 /// Stands for a return type `R` while its mode is looked up.
 pub struct Probe<R: ?Sized>(PhantomData<fn() -> Box<R>>);
@@ -129,10 +130,11 @@ pub fn option_mode<R: IsOption>() -> R::Mode {
     R::mode()
 }
 
-/// [`cached`](crate::__private::cached) with the mode given as a value.
+/// [`cached`](crate::__private::cached) with the mode and the storage given as values.
 #[allow(clippy::too_many_arguments)]
-pub fn cached_as<M, R, K, C, F, const TAGS: usize, const VERSIONS: usize>(
+pub fn cached_as<M, R, K, S, C, F, const TAGS: usize, const VERSIONS: usize>(
     _mode: M,
+    _storage: S,
     site: &'static Site,
     cache: C,
     key: KeyWriter,
@@ -142,18 +144,19 @@ pub fn cached_as<M, R, K, C, F, const TAGS: usize, const VERSIONS: usize>(
 ) -> impl Future<Output = R>
 where
     M: Mode<R>,
-    M::Value: CacheValue,
+    M::Value: Cacheable<S>,
     K: Codec,
     C: AsCache,
     F: Future<Output = R>,
 {
-    cached::<M, R, K, C, F, TAGS, VERSIONS>(site, cache, key, dependencies, generic_types, body)
+    cached::<M, R, K, S, C, F, TAGS, VERSIONS>(site, cache, key, dependencies, generic_types, body)
 }
 
 /// [`cached_refreshing`] with the mode given as a value.
 #[allow(clippy::too_many_arguments)]
-pub fn cached_refreshing_as<M, R, K, C, F, const TAGS: usize, const VERSIONS: usize>(
+pub fn cached_refreshing_as<M, R, K, S, C, F, const TAGS: usize, const VERSIONS: usize>(
     _mode: M,
+    _storage: S,
     site: &'static Site,
     cache: C,
     key: KeyWriter,
@@ -163,13 +166,14 @@ pub fn cached_refreshing_as<M, R, K, C, F, const TAGS: usize, const VERSIONS: us
 ) -> impl Future<Output = R>
 where
     M: Mode<R> + 'static,
-    M::Value: CacheValue,
+    M::Value: Cacheable<S>,
+    S: 'static,
     K: Codec,
     C: AsCache,
     F: Future<Output = R> + Send + 'static,
     R: Send + 'static,
 {
-    cached_refreshing::<M, R, K, C, F, TAGS, VERSIONS>(site, cache, key, dependencies, generic_types, body)
+    cached_refreshing::<M, R, K, S, C, F, TAGS, VERSIONS>(site, cache, key, dependencies, generic_types, body)
 }
 
 /// [`invalidating`] with the mode given as a value.

@@ -30,6 +30,8 @@ pub struct Site {
     fail_safe: Duration,
     /// After a failed load served by fail-safe, how long the key is not loaded again.
     fail_safe_throttle: Duration,
+    /// `schema = N`: bumped for a change of meaning that keeps the shape.
+    schema: u32,
     counters: Counters,
     registered: Once,
     metrics: OnceLock<SiteMetrics>,
@@ -152,6 +154,7 @@ impl Site {
             stale: Duration::ZERO,
             fail_safe: Duration::ZERO,
             fail_safe_throttle: Duration::ZERO,
+            schema: 0,
             counters: Counters {
                 hits: AtomicU64::new(0),
                 misses: AtomicU64::new(0),
@@ -243,6 +246,15 @@ impl Site {
         self.negative_ttl.unwrap_or_default()
     }
 
+    /// The site with schema version `schema` (`#[cached(schema = N)]`): entries
+    /// written under another schema are misses. For a change of meaning that
+    /// keeps the value type's shape (a unit, a rounding, a filter).
+    #[must_use]
+    pub const fn schema(mut self, schema: u32) -> Self {
+        self.schema = schema;
+        self
+    }
+
     /// `module::function` of the annotated function.
     #[must_use]
     pub fn function(&self) -> &'static str {
@@ -284,15 +296,15 @@ impl Site {
         self.ttl
     }
 
-    /// Fingerprint of the value type `V` (and of a generic function's type
-    /// arguments), remembered for the first `V` seen: a `static` is shared by
-    /// every instantiation of a generic function or impl.
-    pub(crate) fn fingerprint<V: 'static>(&self, generic_types: &[&'static str]) -> u64 {
+    /// Fingerprint of the stored type `V`'s serde shape, the site's schema and
+    /// a generic function's type arguments, remembered for the first `V` seen:
+    /// a `static` is shared by every instantiation of a generic function or impl.
+    pub(crate) fn fingerprint<V: serde::de::DeserializeOwned + 'static>(
+        &self,
+        generic_types: &[&'static str],
+    ) -> u64 {
         let compute = || {
-            let mut names = Vec::with_capacity(generic_types.len() + 1);
-            names.push(std::any::type_name::<V>());
-            names.extend_from_slice(generic_types);
-            crate::codec::type_fingerprint(&names)
+            crate::codec::value_fingerprint(crate::shape::fingerprint_of::<V>(), self.schema, generic_types)
         };
         if !generic_types.is_empty() {
             return compute();

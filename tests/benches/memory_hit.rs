@@ -1,10 +1,13 @@
 //! In-memory hit path: `#[cached]` against the `cached` crate's `#[cached]`,
-//! hand-written `quick_cache` and `moka` lookups of the same value, in one run.
+//! hand-written `quick_cache` and `moka` lookups of the same value, in one run;
+//! then a large value (10,000 rows) returned as a `Vec` (a hit clones every
+//! row) and as an `Arc<Vec>` (a hit clones the `Arc`).
 //!
 //! Run: `cargo bench -p cache-tests --bench memory_hit`. Prints the median of
 //! each and its ratio to the `cached` crate at the end.
 
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::Duration;
 
 use cache_tests::bench::{Profile, profile};
@@ -21,6 +24,18 @@ async fn ours_three_tags(id: u64, org: u64, team: u64) -> Profile {
     profile(id)
 }
 
+const ROWS: u64 = 10_000;
+
+#[cache_runtime::cached(key = "rows:<n>", ttl = 300)]
+async fn rows_vec(n: u64) -> Vec<Profile> {
+    (0..n).map(profile).collect()
+}
+
+#[cache_runtime::cached(key = "rows_arc:<n>", ttl = 300)]
+async fn rows_arc(n: u64) -> Arc<Vec<Profile>> {
+    Arc::new((0..n).map(profile).collect())
+}
+
 #[cached::macros::cached(ttl_secs = 300)]
 async fn peer_cached(id: u64) -> Profile {
     profile(id)
@@ -32,6 +47,8 @@ const MEDIANS: &[(&str, &str)] = &[
     ("cached 4.1 #[cached] hit", "cached_crate"),
     ("quick_cache get + clone", "quick_cache"),
     ("moka sync get + clone", "moka_sync"),
+    ("#[cached] hit, 10k rows as Vec", "rows_vec"),
+    ("#[cached] hit, 10k rows as Arc<Vec>", "rows_arc"),
 ];
 
 fn benches(c: &mut Criterion) {
@@ -61,6 +78,15 @@ fn benches(c: &mut Criterion) {
     let moka_cache: moka::sync::Cache<u64, Profile> = moka::sync::Cache::new(10_000);
     moka_cache.insert(7, profile(7));
     group.bench_function("moka_sync", |b| b.iter(|| black_box(moka_cache.get(&black_box(7)))));
+
+    runtime.block_on(rows_vec(ROWS));
+    group.bench_function("rows_vec", |b| {
+        b.to_async(&runtime).iter(|| async { black_box(rows_vec(black_box(ROWS)).await) })
+    });
+    runtime.block_on(rows_arc(ROWS));
+    group.bench_function("rows_arc", |b| {
+        b.to_async(&runtime).iter(|| async { black_box(rows_arc(black_box(ROWS)).await) })
+    });
     group.finish();
 }
 

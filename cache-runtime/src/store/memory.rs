@@ -1,6 +1,7 @@
 //! The in-memory store: typed values in a bounded [`quick_cache`] cache.
 //!
-//! Values stay typed (`Arc<dyn Any>`) and a hit clones them; nothing is encoded
+//! Values stay typed (`Arc<dyn Any>`) and a hit clones them (a function that
+//! returns `Arc<T>` has its own `Arc` kept, so a hit clones only that); nothing is encoded
 //! except to weigh an entry once, when it is stored. The bound is the total
 //! weight in bytes (key, encoded value size and bookkeeping). Each entry expires
 //! at its own deadline (`ttl + uniform(0..=jitter)`), checked on every hit.
@@ -29,7 +30,7 @@ const LEASE_SHARDS: usize = 16;
 /// A stored value with what decides whether it may still be served.
 pub(crate) struct MemoryEntry {
     pub(crate) value: SharedValue,
-    /// Fingerprint of the value type, codec and generic type arguments.
+    /// Fingerprint of the stored type's serde shape, the schema and generic type arguments.
     fingerprint: u64,
     /// [`Site::id`](crate::site::Site) of the function that wrote it.
     pub(crate) site: u64,

@@ -34,7 +34,7 @@ pub(crate) struct Request<'a> {
     /// Counter names of the call's tags and versions (`t:org:7`, `v:team:3`).
     pub(crate) dependencies: &'a [String],
     pub(crate) ops: &'static ValueOps,
-    /// Fingerprint of the value type, the codec and a generic function's type arguments.
+    /// Fingerprint of the stored type's serde shape, the schema and a generic function's type arguments.
     pub(crate) fingerprint: u64,
     /// Whether the function can answer with a cached absence (`None`, `Ok(None)`).
     pub(crate) absences: bool,
