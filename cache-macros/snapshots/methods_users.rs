@@ -8,6 +8,7 @@ impl Users {
                 0u64,
             )
             .schema(2u32);
+        __CACHE_SITE.qualify(::cache_runtime::__private::function_path(&|| {}));
         let __cache_key = {
             let mut __cache_writer = ::cache_runtime::__private::KeyWriter::new();
             __cache_writer
@@ -69,6 +70,7 @@ impl Users {
             __CACHE_TTL,
             __CACHE_JITTER,
         );
+        __CACHE_SITE.qualify(::cache_runtime::__private::function_path(&|| {}));
         let __cache_key = {
             let mut __cache_writer = ::cache_runtime::__private::KeyWriter::new();
             __cache_writer

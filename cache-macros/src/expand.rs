@@ -274,6 +274,11 @@ fn generate_cached(function: &ItemFn, signature: &Signature, plan: &CachedPlan) 
         }
     };
     let scope = if signature.in_impl { Scope::ImplType } else { Scope::Unscoped };
+    // A method's site is named after its impl's type, for `stats()` and metrics.
+    let qualify = signature.in_impl.then(|| {
+        let site = local("__CACHE_SITE");
+        quote!(#site.qualify(::cache_runtime::__private::function_path(&|| {}));)
+    });
     let key = match &plan.key {
         KeyPlan::Template(template) => render(template, signature, scope),
         KeyPlan::Default(parameters) => render_default(parameters),
@@ -339,6 +344,7 @@ fn generate_cached(function: &ItemFn, signature: &Signature, plan: &CachedPlan) 
                 #ttl,
                 #jitter,
             )#schema #negative #group #stale #fail_safe;
+            #qualify
             let #key_local = #key;
             let #dependencies = ::cache_runtime::__private::Dependencies {
                 tags: [#(#tags),*],

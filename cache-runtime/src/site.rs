@@ -15,6 +15,8 @@ pub struct Site {
     function: &'static str,
     /// A hash of `function`, stored with entries to tell which site wrote them.
     id: u64,
+    /// The name with the method's impl type, once known (see [`Site::qualify`]).
+    qualified: OnceLock<&'static str>,
     /// Whether a key shared with another function was reported.
     collision_reported: std::sync::atomic::AtomicBool,
     ttl: Duration,
@@ -146,6 +148,7 @@ impl Site {
         Self {
             function,
             id: fnv1a(function.as_bytes()),
+            qualified: OnceLock::new(),
             collision_reported: std::sync::atomic::AtomicBool::new(false),
             ttl: Duration::from_secs(ttl_secs),
             jitter: Duration::from_secs(jitter_secs),
@@ -258,7 +261,19 @@ impl Site {
     /// `module::function` of the annotated function.
     #[must_use]
     pub fn function(&self) -> &'static str {
-        self.function
+        self.qualified.get().copied().unwrap_or(self.function)
+    }
+
+    /// Names the site after the method it serves: `path` is the method's path
+    /// with its impl's type (`app::Users::count`). Generic arguments and the
+    /// implementor of a trait's default body are shown as `_`, since one site
+    /// serves every instantiation (`app::Service<_>::answer`,
+    /// `<_ as app::Greeter>::greeting`). Set once; generated code calls it in methods.
+    #[inline]
+    pub fn qualify(&'static self, path: &'static str) {
+        if self.qualified.get().is_none() {
+            let _ = self.qualified.set(erase_instantiation(path));
+        }
     }
 
     /// Identifies this site in stored entries.
@@ -273,7 +288,7 @@ impl Site {
     #[cold]
     pub(crate) fn record_collision(&'static self, key: &crate::KeyWriter, other: u64, what: &'static str) {
         self.counters.collisions.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(observe::KEY_COLLISIONS, "function" => self.function).increment(1);
+        metrics::counter!(observe::KEY_COLLISIONS, "function" => self.function()).increment(1);
         if !self.collision_reported.swap(true, Ordering::Relaxed) {
             let other = SITES
                 .lock()
@@ -282,7 +297,7 @@ impl Site {
                 .find(|site| site.id == other)
                 .map_or("a function of another process or build", |site| site.function);
             tracing::warn!(
-                function = self.function,
+                function = self.function(),
                 other,
                 %key,
                 "two cached functions share a key with {what}: give one of them another key template"
@@ -326,7 +341,7 @@ impl Site {
             SITES.lock().unwrap_or_else(PoisonError::into_inner).push(self);
         });
         self.metrics.get_or_init(|| {
-            let function = self.function;
+            let function = self.function();
             SiteMetrics {
                 hits: metrics::counter!(observe::HITS, "function" => function),
                 misses: metrics::counter!(observe::MISSES, "function" => function),
@@ -370,33 +385,33 @@ impl Site {
     /// A cache failure of `class` (see `observe`) that fell back to the body.
     pub(crate) fn record_error(&'static self, class: &'static str) {
         self.counters.errors.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(observe::ERRORS, "function" => self.function, "class" => class).increment(1);
+        metrics::counter!(observe::ERRORS, "function" => self.function(), "class" => class).increment(1);
     }
 
     pub(crate) fn record_stale_served(&'static self) {
         self.counters.stale_served.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(observe::STALE_SERVED, "function" => self.function).increment(1);
+        metrics::counter!(observe::STALE_SERVED, "function" => self.function()).increment(1);
     }
 
     pub(crate) fn record_refresh(&'static self) {
         self.counters.refreshes.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(observe::BACKGROUND_REFRESHES, "function" => self.function).increment(1);
+        metrics::counter!(observe::BACKGROUND_REFRESHES, "function" => self.function()).increment(1);
     }
 
     pub(crate) fn record_fail_safe(&'static self) {
         self.counters.fail_safe_served.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(observe::FAIL_SAFE_SERVED, "function" => self.function).increment(1);
+        metrics::counter!(observe::FAIL_SAFE_SERVED, "function" => self.function()).increment(1);
     }
 
     pub(crate) fn record_oversized(&'static self) {
-        metrics::counter!(observe::OVERSIZED_VALUES, "function" => self.function).increment(1);
+        metrics::counter!(observe::OVERSIZED_VALUES, "function" => self.function()).increment(1);
     }
 
     /// A snapshot of this site's counters.
     #[must_use]
     pub fn stats(&self) -> SiteStats {
         SiteStats {
-            function: self.function,
+            function: self.function(),
             group: self.group,
             hits: self.counters.hits.load(Ordering::Relaxed),
             misses: self.counters.misses.load(Ordering::Relaxed),
@@ -431,4 +446,55 @@ pub(crate) fn lifetime(ttl: Duration, jitter: Duration) -> Duration {
     }
     let jitter_ms = u64::try_from(jitter.as_millis()).unwrap_or(u64::MAX);
     ttl.saturating_add(Duration::from_millis(fastrand::u64(0..=jitter_ms)))
+}
+
+/// A method path with the parts that differ between the instantiations one
+/// site serves replaced by `_`: generic arguments, and the implementor of a
+/// trait's default body. Leaked once per site.
+fn erase_instantiation(path: &str) -> &'static str {
+    let mut out = String::with_capacity(path.len());
+    let mut depth = 0_usize;
+    let rest = match path.strip_prefix('<').and_then(|inner| inner.split_once(" as ")) {
+        // `<Implementor as Trait>::method`: the implementor varies.
+        Some((_, tail)) if !tail.is_empty() => {
+            out.push_str("<_ as ");
+            tail
+        }
+        _ => path,
+    };
+    for c in rest.chars() {
+        match c {
+            '<' => {
+                if depth == 0 {
+                    out.push_str("<_");
+                }
+                depth += 1;
+            }
+            '>' if depth > 0 => {
+                depth -= 1;
+                if depth == 0 {
+                    out.push('>');
+                }
+            }
+            _ if depth > 0 => {}
+            c => out.push(c),
+        }
+    }
+    Box::leak(out.into_boxed_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::erase_instantiation;
+
+    #[test]
+    fn instantiations_one_site_serves_are_erased() {
+        assert_eq!(erase_instantiation("app::Users::count"), "app::Users::count");
+        assert_eq!(erase_instantiation("app::Service<app::Pg<u8>>::answer"), "app::Service<_>::answer");
+        assert_eq!(
+            erase_instantiation("<app::Users as app::Greeter>::greeting"),
+            "<_ as app::Greeter>::greeting"
+        );
+        assert_eq!(erase_instantiation("<app::S<u8> as app::T<u16>>::m"), "<_ as app::T<_>>::m");
+    }
 }

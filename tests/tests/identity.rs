@@ -267,3 +267,14 @@ async fn state_of_self_in_the_key_keeps_two_clients_apart() {
     }
     assert_eq!((eu.handle.runs(), us.handle.runs()), (1, 1));
 }
+
+#[tokio::test]
+async fn stats_name_each_method_after_its_impl() {
+    let cache = Cache::in_memory();
+    let (users, orders) = (Users(Handle::new(&cache)), Orders(Handle::new(&cache)));
+    users.count(1).await;
+    orders.count(1).await;
+    let names: Vec<&str> = cache_runtime::stats().iter().map(|s| s.function).collect();
+    assert!(names.contains(&"identity::Users::count"), "{names:?}");
+    assert!(names.contains(&"identity::Orders::count"), "{names:?}");
+}
