@@ -110,7 +110,7 @@ mod cache;
 mod call;
 mod engine;
 mod entry_info;
-#[cfg(feature = "axum")]
+#[cfg(feature = "tower")]
 pub mod http;
 mod invalidation;
 mod key;

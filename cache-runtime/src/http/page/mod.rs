@@ -1,0 +1,356 @@
+//! The page cache: a tower layer that caches whole responses through the
+//! cache's one read path.
+//!
+//! A request's page is looked up under its key ([`policy`]); on a miss the
+//! origin runs once for all concurrent callers of the key (in process: one
+//! flight; across processes: the entry's lease), and its response is stored
+//! if it may be ([`stored::storable`]), its body is within the limit
+//! ([`body::read_within`]) and no invalidation overtook it. A response that
+//! varies on request headers the policy does not name is stored under a
+//! second key with their values, and the first key records their names.
+
+mod body;
+mod policy;
+mod stored;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, IF_MODIFIED_SINCE, IF_NONE_MATCH};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, request};
+use http_body::Body;
+
+pub use body::PageBody;
+pub use policy::{DEFAULT_MAX_BODY_BYTES, PageCacheBuilder, TRACKING_PARAMS};
+use policy::{Policy, variant_key};
+use stored::{PageEntry, StoredPage, X_CACHE};
+
+use crate::cache::Cache;
+use crate::codec::Postcard;
+use crate::engine::{self, Loaded, Served};
+use crate::key::KeyWriter;
+use crate::store::{Request as StoreRequest, Store as _};
+use crate::value::{OpsOf, SharedValue};
+
+/// A [`tower_layer::Layer`] caching whole responses of the service under it,
+/// through the cache's one read path: concurrent misses of a page run the
+/// handler once, across processes too; pages live in the cache's store (in
+/// memory or Redis) and go when a tag they were stored under is invalidated.
+///
+/// Only `GET` and `HEAD` (answered from the `GET` page) are cached, without
+/// `Authorization` or `Cookie` unless the policy allows them. Responses with
+/// `Set-Cookie`, `Cache-Control: no-store` or `private`, `Vary: *`, a status
+/// the policy does not list, trailers, or a body over the limit or of unknown
+/// length pass through (`x-cache: BYPASS`), unbuffered. Pages carry
+/// `x-cache: HIT` or `MISS`, `ETag` (the origin's, or a digest of the body),
+/// `Last-Modified`, `Age` when served from the cache, and the policy's
+/// `Cache-Control` ([`Downstream`](super::Downstream), `no-cache` by default);
+/// `If-None-Match` and `If-Modified-Since` get `304 Not Modified`.
+///
+/// ```
+/// # #[cfg(feature = "axum")] fn main() -> Result<(), cache_runtime::ConfigError> {
+/// use std::time::Duration;
+/// use axum::{Router, extract::Path, routing::get};
+/// use cache_runtime::http::PageCache;
+///
+/// async fn user(Path(id): Path<u64>) -> String {
+///     format!("user {id}") // the real query goes here
+/// }
+///
+/// // `#[invalidates(tags = ["user:<id>"])]` on the update drops the page.
+/// let users = PageCache::builder(Duration::from_secs(60)).route("/users/{id}").tag("user:<id>").build()?;
+/// let app: Router = Router::new().route("/users/{id}", get(user).layer(users));
+/// # Ok(()) }
+/// # #[cfg(not(feature = "axum"))] fn main() {}
+/// ```
+#[derive(Debug, Clone)]
+pub struct PageCache {
+    policy: Arc<Policy>,
+}
+
+impl PageCache {
+    /// A policy whose pages are served for `ttl` (required; whole seconds, at
+    /// least one).
+    pub fn builder(ttl: std::time::Duration) -> PageCacheBuilder {
+        PageCacheBuilder::new(ttl)
+    }
+}
+
+impl<S> tower_layer::Layer<S> for PageCache {
+    type Service = PageCacheService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        PageCacheService { inner, policy: Arc::clone(&self.policy) }
+    }
+}
+
+/// The service of a [`PageCache`] layer.
+#[derive(Debug, Clone)]
+pub struct PageCacheService<S> {
+    inner: S,
+    policy: Arc<Policy>,
+}
+
+/// The future of a [`PageCacheService`] call.
+pub type PageFuture<B, E> = Pin<Box<dyn Future<Output = Result<Response<PageBody<B>>, E>> + Send>>;
+
+impl<S, ReqBody, ResBody> tower_service::Service<Request<ReqBody>> for PageCacheService<S>
+where
+    S: tower_service::Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Send + 'static,
+{
+    type Response = Response<PageBody<ResBody>>;
+    type Error = S::Error;
+    type Future = PageFuture<ResBody, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        // The service polled ready serves this request; the clone, the next.
+        let ready = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, ready);
+        Box::pin(serve(Arc::clone(&self.policy), inner, request))
+    }
+}
+
+/// The origin, called at most once per request.
+struct Origin<S, B> {
+    inner: S,
+    /// The request as the origin gets it (`GET`, without validators), kept
+    /// for the keys of the response's `Vary`.
+    request: request::Parts,
+    /// Its body, until it is sent.
+    body: Option<B>,
+}
+
+/// What the origin answered, as this request will send it.
+type Answer<B, E> = Result<Response<PageBody<B>>, E>;
+
+/// What the origin answered.
+enum Fetched<B: Body, E> {
+    /// A page that may be stored, and the request headers it varies on
+    /// besides the policy's.
+    Page(StoredPage, Vec<HeaderName>),
+    /// Anything else, passed through.
+    Other(Answer<B, E>),
+}
+
+async fn serve<S, ReqBody, ResBody>(
+    policy: Arc<Policy>,
+    mut inner: S,
+    request: Request<ReqBody>,
+) -> Answer<ResBody, S::Error>
+where
+    S: tower_service::Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Body<Data = Bytes>,
+{
+    let (mut parts, body) = request.into_parts();
+    let Some(primary) = policy.primary_key(&parts) else {
+        let answer = inner.call(Request::from_parts(parts, body)).await;
+        return pass_through(answer.map(|response| response.map(PageBody::origin)), false);
+    };
+    let head = parts.method == Method::HEAD;
+    // The origin is asked for the whole page; validators are the cache's business.
+    parts.method = Method::GET;
+    let mut conditions = HeaderMap::new();
+    for name in [IF_NONE_MATCH, IF_MODIFIED_SINCE] {
+        for value in parts.headers.get_all(&name) {
+            conditions.append(name.clone(), value.clone());
+        }
+        parts.headers.remove(&name);
+    }
+    let uri = parts.uri.clone();
+    let path = uri.path();
+    let mut origin = Some(Origin { inner, request: parts, body: Some(body) });
+    let mut answer = None;
+    let cache = policy.cache();
+    let mut dependencies = None;
+
+    let mut key = primary.clone();
+    key.shorten();
+    let entry = lookup(cache, &policy, &key, path, &mut dependencies, async {
+        let fetched = fetch(&policy, &mut origin).await?;
+        let entry = match &fetched {
+            Fetched::Page(page, vary) if vary.is_empty() => Some(PageEntry::Page(page.clone())),
+            Fetched::Page(page, vary) => {
+                // The page goes under its variant's key before the names go
+                // under the first key, so callers waiting for this load find both.
+                let request = origin.as_ref().map(|origin| &origin.request.headers);
+                match request.and_then(|headers| variant_key(&primary, vary, headers)) {
+                    Some(mut variant) => {
+                        variant.shorten();
+                        let page = Some(PageEntry::Page(page.clone()));
+                        let _ = lookup(cache, &policy, &variant, path, &mut None, async { page }).await;
+                        Some(PageEntry::Variants(vary.iter().map(|name| name.as_str().to_owned()).collect()))
+                    }
+                    None => None,
+                }
+            }
+            Fetched::Other(_) => None,
+        };
+        answer = Some(fetched);
+        entry
+    })
+    .await;
+
+    let names = match entry.as_deref() {
+        Some(PageEntry::Page(page)) => return Ok(full(page.respond(&policy, &conditions, head, true))),
+        Some(PageEntry::Variants(names)) => names,
+        None => return finish(&policy, answer, origin, conditions, head).await,
+    };
+    let names: Vec<HeaderName> =
+        names.iter().filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok()).collect();
+    let variant = origin.as_ref().and_then(|origin| variant_key(&primary, &names, &origin.request.headers));
+    let Some(mut variant) = variant else {
+        return finish(&policy, None, origin, conditions, head).await;
+    };
+    variant.shorten();
+    let entry = lookup(cache, &policy, &variant, path, &mut dependencies, async {
+        let fetched = fetch(&policy, &mut origin).await?;
+        // Stored here only if it still varies as the first key says.
+        let entry = match &fetched {
+            Fetched::Page(page, vary) if *vary == names => Some(PageEntry::Page(page.clone())),
+            Fetched::Page(..) | Fetched::Other(_) => None,
+        };
+        answer = Some(fetched);
+        entry
+    })
+    .await;
+    match entry.as_deref() {
+        Some(PageEntry::Page(page)) => Ok(full(page.respond(&policy, &conditions, head, true))),
+        Some(PageEntry::Variants(_)) | None => finish(&policy, answer, origin, conditions, head).await,
+    }
+}
+
+/// The answer of a request that was not served from the cache: the origin's
+/// answer if it was asked, else the origin's answer to the request as it came.
+async fn finish<S, ReqBody, ResBody>(
+    policy: &Policy,
+    answer: Option<Fetched<ResBody, S::Error>>,
+    origin: Option<Origin<S, ReqBody>>,
+    conditions: HeaderMap,
+    head: bool,
+) -> Answer<ResBody, S::Error>
+where
+    S: tower_service::Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Body<Data = Bytes>,
+{
+    match answer {
+        Some(Fetched::Page(page, _)) => Ok(full(page.respond(policy, &conditions, head, false))),
+        Some(Fetched::Other(answer)) => pass_through(answer, head),
+        None => {
+            let Some(Origin { mut inner, request: mut parts, body: Some(body) }) = origin else {
+                unreachable!("the origin is asked once, and its answer kept")
+            };
+            if head {
+                parts.method = Method::HEAD;
+            }
+            for (name, value) in &conditions {
+                parts.headers.append(name, value.clone());
+            }
+            let answer = inner.call(Request::from_parts(parts, body)).await;
+            pass_through(answer.map(|response| response.map(PageBody::origin)), false)
+        }
+    }
+}
+
+/// The entry under `key`, or `None` when `load` ran (or the page cannot be
+/// stored): the engine's read path, after a probe of process memory.
+async fn lookup<L>(
+    cache: &Cache,
+    policy: &Policy,
+    key: &KeyWriter,
+    path: &str,
+    dependencies: &mut Option<Vec<String>>,
+    load: L,
+) -> Option<Arc<PageEntry>>
+where
+    L: Future<Output = Option<PageEntry>>,
+{
+    let site = policy.site;
+    if let Some(entry) = cache.inner.store.probe(key.as_bytes(), policy.fingerprint)
+        && let Ok(page) = Arc::clone(&entry.value).downcast::<PageEntry>()
+    {
+        site.record_hit();
+        return Some(page);
+    }
+    if dependencies.is_none() {
+        *dependencies = policy.dependencies(path);
+    }
+    // A path the route does not match: its tags cannot be rendered, so its
+    // page is not stored.
+    let dependencies = dependencies.as_deref()?;
+    let request = StoreRequest {
+        site,
+        key,
+        dependencies,
+        ops: OpsOf::<PageEntry, Postcard>::OPS,
+        fingerprint: policy.fingerprint,
+    };
+    let load =
+        async { load.await.map(|entry| Loaded { value: Arc::new(entry) as SharedValue, negative: false }) };
+    match engine::serve(cache, &request, load).await {
+        Served::Cached(value) => value.downcast::<PageEntry>().ok(),
+        Served::Loaded => None,
+    }
+}
+
+/// Calls the origin (once: `None` after that) and reads its response.
+async fn fetch<S, ReqBody, ResBody>(
+    policy: &Policy,
+    origin: &mut Option<Origin<S, ReqBody>>,
+) -> Option<Fetched<ResBody, S::Error>>
+where
+    S: tower_service::Service<Request<ReqBody>, Response = Response<ResBody>>,
+    ResBody: Body<Data = Bytes>,
+{
+    let Origin { inner, request, body } = origin.as_mut()?;
+    let request = Request::from_parts(request.clone(), body.take()?);
+    let response = match inner.call(request).await {
+        Ok(response) => response,
+        Err(error) => return Some(Fetched::Other(Err(error))),
+    };
+    let (parts, body) = response.into_parts();
+    let vary = match stored::storable(policy, &parts) {
+        Ok(vary) => vary,
+        Err(reason) => {
+            tracing::trace!(page = policy.site.function(), ?reason, "response not stored");
+            return Some(Fetched::Other(Ok(Response::from_parts(parts, PageBody::origin(body)))));
+        }
+    };
+    match body::read_within(Response::from_parts(parts, body), policy.max_body_bytes).await {
+        body::Read::Whole(parts, bytes) => {
+            Some(Fetched::Page(StoredPage::new(policy, parts, bytes, &vary), vary))
+        }
+        body::Read::PassThrough(response) => Some(Fetched::Other(Ok(response))),
+    }
+}
+
+fn full<B: Body>(response: Response<Bytes>) -> Response<PageBody<B>> {
+    response.map(PageBody::full)
+}
+
+/// A response that is not a page: `x-cache: BYPASS`, and without its body
+/// when it answers a `HEAD` the origin got as a `GET`.
+fn pass_through<B: Body<Data = Bytes>, E>(answer: Answer<B, E>, head: bool) -> Answer<B, E> {
+    let mut response = answer?;
+    response.headers_mut().insert(X_CACHE, HeaderValue::from_static("BYPASS"));
+    if head {
+        if let Some(length) = response.body().size_hint().exact()
+            && !response.headers().contains_key(CONTENT_LENGTH)
+        {
+            response.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from(length));
+        }
+        *response.body_mut() = PageBody::full(Bytes::new());
+    }
+    Ok(response)
+}

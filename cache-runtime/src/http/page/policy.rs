@@ -1,0 +1,661 @@
+//! A page cache's policy: which requests and responses it caches, under
+//! which key, with which tags.
+
+use std::time::Duration;
+
+use http::header::{AUTHORIZATION, COOKIE, HOST};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, request};
+use smallvec::SmallVec;
+
+use super::PageCache;
+use crate::cache::{Cache, ConfigError};
+use crate::call::{TAG, dependency_name};
+use crate::http::headers::Downstream;
+use crate::key::KeyWriter;
+use crate::site::Site;
+
+/// Query parameters left out of keys unless told otherwise: marketing
+/// trackers, which never change a page.
+pub const TRACKING_PARAMS: [&str; 4] = ["utm_*", "gclid", "fbclid", "msclkid"];
+
+/// The default body limit of a cached page: 1 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 1 << 20;
+
+/// Characters that may separate two placeholders of a tag: values escape them.
+const SEPARATORS: &[char] = &[':', '/', '|', ',', '=', '&', ';', '#'];
+
+/// Configures a [`PageCache`]; made by [`PageCache::builder`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct PageCacheBuilder {
+    ttl: Duration,
+    jitter: Duration,
+    name: Option<String>,
+    cache: Option<Cache>,
+    route: Option<String>,
+    tags: Vec<String>,
+    vary: Vec<HeaderName>,
+    statuses: Vec<StatusCode>,
+    max_body_bytes: u64,
+    ignored_query: Vec<String>,
+    allow_authorization: bool,
+    allow_cookies: bool,
+    downstream: Downstream,
+}
+
+impl PageCacheBuilder {
+    pub(super) fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            jitter: Duration::ZERO,
+            name: None,
+            cache: None,
+            route: None,
+            tags: Vec::new(),
+            vary: Vec::new(),
+            statuses: [200, 203, 204, 301, 404]
+                .into_iter()
+                .filter_map(|s| StatusCode::from_u16(s).ok())
+                .collect(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            ignored_query: TRACKING_PARAMS.iter().map(|&param| param.to_owned()).collect(),
+            allow_authorization: false,
+            allow_cookies: false,
+            downstream: Downstream::revalidate(),
+        }
+    }
+
+    /// Up to this much (whole seconds) added at random to each page's
+    /// lifetime, so pages filled together do not expire together.
+    pub fn jitter(mut self, jitter: Duration) -> Self {
+        self.jitter = jitter;
+        self
+    }
+
+    /// The name of these pages in [`stats`](crate::stats), metrics (label
+    /// `function`) and [`CacheBuilder::ttl_override`](crate::CacheBuilder::ttl_override).
+    /// Default: `page:` and the route (`page:/users/{id}`), or `page`.
+    pub fn name(mut self, name: &str) -> Self {
+        self.name = Some(name.to_owned());
+        self
+    }
+
+    /// The cache the pages live in; default: [`Cache::default_cache`] when a
+    /// request comes.
+    pub fn cache(mut self, cache: Cache) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// The path pattern of the route, in axum's syntax (`/users/{id}`,
+    /// `/files/{*path}`), whose parameters tags name. A request whose path
+    /// does not match it passes through uncached.
+    pub fn route(mut self, pattern: &str) -> Self {
+        self.route = Some(pattern.to_owned());
+        self
+    }
+
+    /// Tags every page with `template`, whose `<name>` placeholders are
+    /// parameters of the [`route`](Self::route), percent-decoded and escaped
+    /// as `#[cached]` escapes its values: `"user:<id>"` on `/users/7` is the
+    /// tag `user:7` that `#[invalidates(tags = ["user:<id>"])]` with `id = 7`
+    /// and [`Cache::invalidate_tag`]`("user:7")` invalidate.
+    pub fn tag(mut self, template: &str) -> Self {
+        self.tags.push(template.to_owned());
+        self
+    }
+
+    /// Keeps one page per value of the request header `name`
+    /// (`Accept-Language`, `Accept`, ...), and says so in the response's
+    /// `Vary`. A response's own `Vary` is followed too, without asking.
+    pub fn vary(mut self, name: HeaderName) -> Self {
+        if !self.vary.contains(&name) {
+            self.vary.push(name);
+        }
+        self
+    }
+
+    /// The statuses whose responses are cached (default 200, 203, 204, 301
+    /// and 404); others pass through.
+    pub fn statuses(mut self, statuses: impl IntoIterator<Item = StatusCode>) -> Self {
+        self.statuses = statuses.into_iter().collect();
+        self
+    }
+
+    /// The largest body cached, in bytes (default [`DEFAULT_MAX_BODY_BYTES`]).
+    /// A response whose length is over it, or unknown (streamed without
+    /// `Content-Length`), passes through uncached and is never buffered.
+    pub fn max_body_bytes(mut self, limit: u64) -> Self {
+        self.max_body_bytes = limit;
+        self
+    }
+
+    /// Leaves the query parameter `name` out of keys (`ref`), or every
+    /// parameter starting with a prefix (`utm_*`). [`TRACKING_PARAMS`] are
+    /// left out already.
+    pub fn ignore_query_param(mut self, name: &str) -> Self {
+        self.ignored_query.push(name.to_owned());
+        self
+    }
+
+    /// Caches requests that carry `Authorization` (by default they pass
+    /// through). Add `.vary(AUTHORIZATION)` unless the page is the same for
+    /// every caller.
+    pub fn allow_authorization(mut self) -> Self {
+        self.allow_authorization = true;
+        self
+    }
+
+    /// Caches requests that carry cookies (by default they pass through).
+    /// Add `.vary(COOKIE)` unless the page is the same whatever the cookies.
+    pub fn allow_cookies(mut self) -> Self {
+        self.allow_cookies = true;
+        self
+    }
+
+    /// What browsers and CDNs may do with the pages (default
+    /// [`Downstream::revalidate`]: `no-cache`, revalidated with cheap 304s).
+    pub fn downstream(mut self, downstream: Downstream) -> Self {
+        self.downstream = downstream;
+        self
+    }
+
+    /// The layer. Build it once at start-up: each policy registers its
+    /// counters for the life of the process.
+    ///
+    /// # Errors
+    /// A TTL under a second; a route that does not start with `/` or has a
+    /// malformed parameter; a tag that names no parameter of the route, or
+    /// with two placeholders not separated by one of `:` `/` `|` `,` `=` `&`
+    /// `;` `#`.
+    pub fn build(self) -> Result<PageCache, ConfigError> {
+        let ttl_secs = self.ttl.as_secs();
+        if ttl_secs == 0 {
+            return Err(ConfigError(format!(
+                "a page cache needs a TTL of at least one second, not {:?}",
+                self.ttl
+            )));
+        }
+        let route = self.route.as_deref().map(RoutePattern::parse).transpose().map_err(ConfigError)?;
+        let tags = self
+            .tags
+            .iter()
+            .map(|template| Template::parse(template, route.as_ref()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(ConfigError)?;
+        let name = self.name.unwrap_or_else(|| match &self.route {
+            Some(route) => format!("page:{route}"),
+            None => "page".to_owned(),
+        });
+        // One site per policy, for the life of the process: policies are made
+        // at start-up, so this is bounded by the routes of the application.
+        let name: &'static str = Box::leak(name.into_boxed_str());
+        let site: &'static Site = Box::leak(Box::new(Site::new(name, ttl_secs, self.jitter.as_secs())));
+        let policy = Policy {
+            cache: self.cache,
+            site,
+            fingerprint: site.fingerprint::<super::stored::PageEntry>(&[]),
+            route,
+            tags,
+            vary: self.vary,
+            statuses: self.statuses,
+            max_body_bytes: self.max_body_bytes,
+            ignored_query: self.ignored_query.into_iter().map(String::into_boxed_str).collect(),
+            allow_authorization: self.allow_authorization,
+            allow_cookies: self.allow_cookies,
+            cache_control: self.downstream.cache_control(),
+        };
+        Ok(PageCache { policy: std::sync::Arc::new(policy) })
+    }
+}
+
+/// A built policy.
+pub(super) struct Policy {
+    cache: Option<Cache>,
+    pub(super) site: &'static Site,
+    /// Of [`PageEntry`](super::stored::PageEntry), the one value type of pages.
+    pub(super) fingerprint: u64,
+    route: Option<RoutePattern>,
+    tags: Vec<Template>,
+    pub(super) vary: Vec<HeaderName>,
+    statuses: Vec<StatusCode>,
+    pub(super) max_body_bytes: u64,
+    ignored_query: Vec<Box<str>>,
+    allow_authorization: bool,
+    allow_cookies: bool,
+    pub(super) cache_control: HeaderValue,
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy").field("name", &self.site.function()).finish_non_exhaustive()
+    }
+}
+
+impl Policy {
+    pub(super) fn cache(&self) -> &Cache {
+        self.cache.as_ref().unwrap_or_else(|| Cache::default_cache())
+    }
+
+    pub(super) fn caches_status(&self, status: StatusCode) -> bool {
+        self.statuses.contains(&status)
+    }
+
+    /// The key of a request's page before the response's `Vary` is known, or
+    /// `None` when the request is not cached: `page:GET:{host}:{path}:{query}:{vary}`,
+    /// every value escaped, query parameters sorted by name (their order
+    /// kept among equal names), ignored ones left out. `HEAD` shares `GET`'s key.
+    pub(super) fn primary_key(&self, request: &request::Parts) -> Option<KeyWriter> {
+        if request.method != Method::GET && request.method != Method::HEAD {
+            return None;
+        }
+        let headers = &request.headers;
+        if (!self.allow_authorization && headers.contains_key(AUTHORIZATION))
+            || (!self.allow_cookies && headers.contains_key(COOKIE))
+        {
+            return None;
+        }
+        let host = match (request.uri.authority(), headers.get(HOST)) {
+            (Some(authority), _) => authority.as_str(),
+            (None, Some(host)) => host.to_str().ok()?,
+            (None, None) => "",
+        };
+        let mut key = KeyWriter::new();
+        key.write_literal("page:GET:");
+        key.write_str(host);
+        key.write_literal(":");
+        for (index, segment) in request.uri.path().split('/').enumerate() {
+            if index > 0 {
+                key.write_literal("/");
+            }
+            key.write_str(segment);
+        }
+        key.write_literal(":");
+        self.write_query(&mut key, request.uri.query().unwrap_or_default());
+        key.write_literal(":");
+        write_vary(&mut key, &self.vary, headers)?;
+        Some(key)
+    }
+
+    fn write_query(&self, key: &mut KeyWriter, query: &str) {
+        let mut params: SmallVec<[(&str, &str); 8]> = query
+            .split('&')
+            .filter(|param| !param.is_empty())
+            .map(|param| param.split_once('=').unwrap_or((param, "")))
+            .filter(|(name, _)| !self.ignores(name))
+            .collect();
+        params.sort_by(|a, b| a.0.cmp(b.0)); // stable: `a=1&a=2` keeps its order
+        for (index, (name, value)) in params.iter().enumerate() {
+            if index > 0 {
+                key.write_literal("&");
+            }
+            key.write_str(name);
+            key.write_literal("=");
+            key.write_str(value);
+        }
+    }
+
+    fn ignores(&self, param: &str) -> bool {
+        self.ignored_query.iter().any(|ignored| match ignored.strip_suffix('*') {
+            Some(prefix) => param.starts_with(prefix),
+            None => **ignored == *param,
+        })
+    }
+
+    /// The counter names of the page's tags for a request path; `None` when
+    /// the path does not match the route or a parameter does not decode.
+    pub(super) fn dependencies(&self, path: &str) -> Option<Vec<String>> {
+        if self.tags.is_empty() && self.route.is_none() {
+            return Some(Vec::new());
+        }
+        let captures = match &self.route {
+            Some(route) => route.capture(path)?,
+            None => SmallVec::new(),
+        };
+        let mut decoded: SmallVec<[String; 4]> = SmallVec::new();
+        for (_, raw) in &captures {
+            decoded.push(percent_decode(raw)?);
+        }
+        let mut names = Vec::with_capacity(self.tags.len());
+        for tag in &self.tags {
+            let mut rendered = KeyWriter::new();
+            for part in &tag.parts {
+                match part {
+                    Part::Literal(text) => rendered.write_literal(text),
+                    Part::Param(index) => rendered.write_str(&decoded[*index]),
+                }
+            }
+            names.push(dependency_name(TAG, rendered.as_str()));
+        }
+        Some(names)
+    }
+}
+
+/// The key of a page under the response's `Vary` too: the primary key, `|`,
+/// and the values of the request headers `names`.
+pub(super) fn variant_key(
+    primary: &KeyWriter,
+    names: &[HeaderName],
+    request: &HeaderMap,
+) -> Option<KeyWriter> {
+    let mut key = primary.clone();
+    key.write_literal("|");
+    write_vary(&mut key, names, request)?;
+    Some(key)
+}
+
+/// `name=%[value%.value%]&...`; `None` when a value is not visible ASCII.
+fn write_vary(key: &mut KeyWriter, names: &[HeaderName], request: &HeaderMap) -> Option<()> {
+    for (index, name) in names.iter().enumerate() {
+        if index > 0 {
+            key.write_literal("&");
+        }
+        key.write_str(name.as_str());
+        key.write_literal("=");
+        let values: SmallVec<[&str; 2]> =
+            request.get_all(name).iter().map(|value| value.to_str().ok()).collect::<Option<_>>()?;
+        key.write_part(&values[..]);
+    }
+    Some(())
+}
+
+/// `%XX` sequences decoded (others kept as they are); `None` if the result is not UTF-8.
+fn percent_decode(raw: &str) -> Option<String> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let hex = |at: usize| bytes.get(at).and_then(|&byte| char::from(byte).to_digit(16));
+        match (bytes[index], hex(index + 1), hex(index + 2)) {
+            (b'%', Some(high), Some(low)) => {
+                out.push(u8::try_from(high * 16 + low).ok()?);
+                index += 3;
+            }
+            (byte, ..) => {
+                out.push(byte);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// A route's path pattern: `/users/{id}`, `/files/{*path}`.
+#[derive(Debug)]
+struct RoutePattern {
+    segments: Vec<Segment>,
+}
+
+#[derive(Debug)]
+enum Segment {
+    Literal(Box<str>),
+    Param(Box<str>),
+    /// `{*name}`: the rest of the path.
+    Rest(Box<str>),
+}
+
+impl RoutePattern {
+    fn parse(pattern: &str) -> Result<Self, String> {
+        let Some(rest) = pattern.strip_prefix('/') else {
+            return Err(format!("the route {pattern:?} must start with `/`"));
+        };
+        let pieces: Vec<&str> = rest.split('/').collect();
+        let mut segments: Vec<Segment> = Vec::with_capacity(pieces.len());
+        for (index, piece) in pieces.iter().enumerate() {
+            let segment = if let Some(name) = piece.strip_prefix("{*").and_then(|p| p.strip_suffix('}')) {
+                if index + 1 != pieces.len() {
+                    return Err(format!("in the route {pattern:?}, `{piece}` must be the last segment"));
+                }
+                Segment::Rest(param_name(pattern, name)?)
+            } else if let Some(name) = piece.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+                Segment::Param(param_name(pattern, name)?)
+            } else if piece.contains(['{', '}']) {
+                return Err(format!(
+                    "in the route {pattern:?}, the segment {piece:?} must be a whole `{{name}}` or plain text"
+                ));
+            } else {
+                Segment::Literal((*piece).into())
+            };
+            segments.push(segment);
+        }
+        let pattern = Self { segments };
+        let names: Vec<&str> = pattern.params().collect();
+        if let Some(twice) = names.iter().enumerate().find(|(i, name)| names[..*i].contains(name)) {
+            return Err(format!("the route names the parameter `{}` twice", twice.1));
+        }
+        Ok(pattern)
+    }
+
+    /// The parameters' names, in order.
+    fn params(&self) -> impl Iterator<Item = &str> {
+        self.segments.iter().filter_map(|segment| match segment {
+            Segment::Param(name) | Segment::Rest(name) => Some(&**name),
+            Segment::Literal(_) => None,
+        })
+    }
+
+    /// The raw (percent-encoded) values of the parameters, in order, when
+    /// `path` matches.
+    fn capture<'p>(&self, path: &'p str) -> Option<SmallVec<[(&str, &'p str); 4]>> {
+        let mut rest = path.strip_prefix('/')?;
+        let mut captures = SmallVec::new();
+        let mut consumed = false;
+        for segment in &self.segments {
+            if let Segment::Rest(name) = segment {
+                captures.push((&**name, rest));
+                return (!rest.is_empty()).then_some(captures);
+            }
+            if consumed {
+                return None;
+            }
+            let (head, tail) = rest.split_once('/').unwrap_or_else(|| {
+                consumed = true;
+                (rest, "")
+            });
+            match segment {
+                Segment::Literal(text) if **text == *head => {}
+                Segment::Param(name) if !head.is_empty() => captures.push((&**name, head)),
+                _ => return None,
+            }
+            rest = tail;
+        }
+        consumed.then_some(captures)
+    }
+}
+
+fn param_name(pattern: &str, name: &str) -> Result<Box<str>, String> {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!(
+            "in the route {pattern:?}, the parameter name {name:?} must be letters, digits and `_`"
+        ));
+    }
+    Ok(name.into())
+}
+
+/// A tag template: literal text and `<param>` placeholders.
+#[derive(Debug)]
+struct Template {
+    parts: Vec<Part>,
+}
+
+#[derive(Debug)]
+enum Part {
+    Literal(Box<str>),
+    /// The index of a route parameter.
+    Param(usize),
+}
+
+impl Template {
+    fn parse(template: &str, route: Option<&RoutePattern>) -> Result<Self, String> {
+        let params: Vec<&str> = route.map(|route| route.params().collect()).unwrap_or_default();
+        let mut parts = Vec::new();
+        let mut rest = template;
+        let mut separated = true;
+        while !rest.is_empty() {
+            let (literal, after) = match rest.find('<') {
+                Some(start) => rest.split_at(start),
+                None => (rest, ""),
+            };
+            if literal.contains(['>', '%', '{', '}']) || literal.chars().any(char::is_whitespace) {
+                return Err(format!(
+                    "the tag {template:?} has `>`, `%`, a brace or whitespace outside a placeholder"
+                ));
+            }
+            if !literal.is_empty() {
+                separated |= literal.contains(SEPARATORS);
+                parts.push(Part::Literal(literal.into()));
+            }
+            rest = after;
+            let Some(open) = rest.strip_prefix('<') else { break };
+            let Some((name, after)) = open.split_once('>') else {
+                return Err(format!("the tag {template:?} has a `<` without its `>`"));
+            };
+            let Some(index) = params.iter().position(|param| *param == name) else {
+                return Err(match route {
+                    None => format!(
+                        "the tag {template:?} names `<{name}>`: give the route (`.route(\"/users/{{{name}}}\")`) whose parameter it is"
+                    ),
+                    Some(_) => format!(
+                        "the tag {template:?} names `<{name}>`, which is not a parameter of the route; the route has {params:?}"
+                    ),
+                });
+            };
+            if !separated {
+                return Err(format!(
+                    "in the tag {template:?}, placeholders must be separated by one of `:` `/` `|` `,` `=` `&` `;` `#`, so that different values never render to the same tag"
+                ));
+            }
+            parts.push(Part::Param(index));
+            separated = false;
+            rest = after;
+        }
+        if parts.is_empty() {
+            return Err("a tag cannot be empty".to_owned());
+        }
+        Ok(Self { parts })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(builder: PageCacheBuilder) -> std::sync::Arc<Policy> {
+        builder.build().unwrap().policy
+    }
+
+    fn parts(method: Method, uri: &str, headers: &[(&str, &str)]) -> request::Parts {
+        let mut request = http::Request::builder().method(method).uri(uri);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.body(()).unwrap().into_parts().0
+    }
+
+    fn key(policy: &Policy, uri: &str, headers: &[(&str, &str)]) -> Option<String> {
+        policy.primary_key(&parts(Method::GET, uri, headers)).map(|key| key.as_str().to_owned())
+    }
+
+    #[test]
+    fn keys_normalise_the_query_and_escape_values() {
+        let policy = policy(PageCache::builder(Duration::from_secs(60)).ignore_query_param("ref"));
+        let sorted = key(&policy, "/a/b?z=1&a=2&a=1&utm_source=x&ref=y&gclid=3", &[("host", "h")]);
+        assert_eq!(sorted.as_deref(), Some("page:GET:h:/a/b:a=2&a=1&z=1:"));
+        assert_eq!(key(&policy, "/a/b?a=2&z=1&a=1", &[("host", "h")]), sorted);
+        assert_ne!(
+            key(&policy, "/a/b?a=1&a=2&z=1", &[("host", "h")]),
+            sorted,
+            "repeated values keep their order"
+        );
+        assert_ne!(key(&policy, "/a%2Fb?z=1", &[("host", "h")]), key(&policy, "/a/b?z=1", &[("host", "h")]));
+        assert_ne!(key(&policy, "/a?b=c%26d", &[]), key(&policy, "/a?b=c&d", &[]));
+        assert_ne!(key(&policy, "/x", &[("host", "one")]), key(&policy, "/x", &[("host", "two")]));
+        assert_eq!(key(&policy, "/x?", &[]), key(&policy, "/x", &[]));
+    }
+
+    #[test]
+    fn head_shares_the_get_key_and_other_methods_have_none() {
+        let policy = policy(PageCache::builder(Duration::from_secs(60)));
+        let get = policy.primary_key(&parts(Method::GET, "/x", &[])).unwrap();
+        let head = policy.primary_key(&parts(Method::HEAD, "/x", &[])).unwrap();
+        assert_eq!(get.as_str(), head.as_str());
+        assert!(policy.primary_key(&parts(Method::POST, "/x", &[])).is_none());
+    }
+
+    #[test]
+    fn credentials_pass_through_unless_allowed() {
+        let strict = policy(PageCache::builder(Duration::from_secs(60)));
+        assert!(key(&strict, "/x", &[("authorization", "Bearer a")]).is_none());
+        assert!(key(&strict, "/x", &[("cookie", "a=b")]).is_none());
+        let open = policy(PageCache::builder(Duration::from_secs(60)).allow_authorization().allow_cookies());
+        assert!(key(&open, "/x", &[("authorization", "Bearer a"), ("cookie", "a=b")]).is_some());
+    }
+
+    #[test]
+    fn vary_values_are_in_the_key() {
+        let policy = policy(PageCache::builder(Duration::from_secs(60)).vary(http::header::ACCEPT_LANGUAGE));
+        let fr = key(&policy, "/x", &[("accept-language", "fr")]).unwrap();
+        assert!(fr.ends_with(":accept-language=%[fr%]"), "{fr}");
+        assert_ne!(Some(fr), key(&policy, "/x", &[("accept-language", "en")]));
+        assert_ne!(key(&policy, "/x", &[]), key(&policy, "/x", &[("accept-language", "")]));
+        let mut bad = parts(Method::GET, "/x", &[]);
+        bad.headers.insert(http::header::ACCEPT_LANGUAGE, HeaderValue::from_bytes(b"\xff").unwrap());
+        assert!(policy.primary_key(&bad).is_none(), "opaque bytes pass through");
+    }
+
+    #[test]
+    fn tags_render_route_parameters_like_cached_does() {
+        let policy = policy(
+            PageCache::builder(Duration::from_secs(60))
+                .route("/orgs/{org}/files/{*path}")
+                .tag("org:<org>")
+                .tag("file:<org>/<path>")
+                .tag("files"),
+        );
+        assert_eq!(
+            policy.dependencies("/orgs/a%20b/files/x/y.txt").unwrap(),
+            ["t:org:a%20b", "t:file:a%20b/x%2Fy.txt", "t:files"]
+        );
+        assert!(policy.dependencies("/orgs/7/other").is_none());
+        assert!(policy.dependencies("/orgs/7/files/").is_none());
+        assert!(policy.dependencies("/orgs/%FF/files/x").is_none(), "not UTF-8");
+    }
+
+    #[test]
+    fn routes_match_whole_paths() {
+        let route = RoutePattern::parse("/users/{id}").unwrap();
+        assert_eq!(route.capture("/users/7").unwrap()[..], [("id", "7")]);
+        assert!(route.capture("/users/7/").is_none());
+        assert!(route.capture("/users").is_none());
+        assert!(route.capture("/users/").is_none());
+        assert!(route.capture("/users/7/x").is_none());
+        let root = RoutePattern::parse("/").unwrap();
+        assert!(root.capture("/").is_some());
+        assert!(root.capture("/x").is_none());
+    }
+
+    #[test]
+    fn bad_policies_are_errors_that_say_how_to_fix_them() {
+        let error = |builder: PageCacheBuilder| builder.build().unwrap_err().to_string();
+        let ttl = || PageCache::builder(Duration::from_secs(60));
+        assert!(error(PageCache::builder(Duration::from_millis(500))).contains("at least one second"));
+        assert!(error(ttl().route("users/{id}")).contains("must start with `/`"));
+        assert!(error(ttl().route("/users/{id}x")).contains("whole `{name}`"));
+        assert!(error(ttl().route("/{*a}/b")).contains("last segment"));
+        assert!(error(ttl().route("/{a}/{a}")).contains("twice"));
+        assert!(error(ttl().tag("user:<id>")).contains(".route("));
+        assert!(error(ttl().route("/users/{id}").tag("user:<uid>")).contains("[\"id\"]"));
+        assert!(error(ttl().route("/{a}/{b}").tag("<a><b>")).contains("separated"));
+        assert!(error(ttl().route("/{a}/{b}").tag("<a>-<b>")).contains("separated"));
+        assert!(error(ttl().route("/{a}").tag("a <a>")).contains("whitespace"));
+        assert!(error(ttl().route("/{a}").tag("<a")).contains("without its `>`"));
+        assert!(ttl().route("/{a}/{b}").tag("<a>:<b>").build().is_ok());
+    }
+
+    #[test]
+    fn percent_decoding_keeps_malformed_escapes() {
+        assert_eq!(percent_decode("a%20b%2f%zz%4").as_deref(), Some("a b/%zz%4"));
+        assert_eq!(percent_decode("%C3%A9").as_deref(), Some("é"));
+        assert!(percent_decode("%C3").is_none());
+    }
+}
