@@ -6,11 +6,13 @@
 //! | `GET /users/{id}` | key `user:<id>`, tagged `org:<org_id>` |
 //! | `PUT /users/{id}` | removes `user:<id>`, invalidates `org:<org_id>`, bumps `team:<team_id>` |
 //! | `GET /orgs/{id}/users?page=&limit=` | key per page, tagged `org:<org_id>` |
+//! | `GET /orgs/{id}/directory?page=` | the whole HTML page, by the page cache, tagged `org:<id>` |
 //! | `GET /teams/{id}/members` | versioned namespace `team:<team_id>` |
 //! | `GET /metrics` | Prometheus text of the cache counters |
 
 use std::fmt::Write as _;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -18,7 +20,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use cache_runtime::http::CachedJson;
+use cache_runtime::http::{CachedJson, PageCache};
 use cache_runtime::{Cache, cached, capture, invalidates};
 use serde::Deserialize;
 
@@ -198,6 +200,64 @@ async fn list_org_users(
     Ok(CachedJson::new(users?, entry, &headers))
 }
 
+/// An organisation's users as an HTML page, rendered from the database on
+/// every call: the page cache in front of it is the only cache.
+async fn org_directory(
+    State(app): State<Arc<App>>,
+    Path(org): Path<String>,
+    paging: Result<Query<Paging>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let org = parse_id(&org, "organisation id")?;
+    let Query(paging) = paging.map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
+    let page =
+        match paging.page.as_deref() {
+            None => 1,
+            Some(text) => text.parse::<u32>().ok().filter(|p| *p >= 1).ok_or_else(|| {
+                ApiError::BadRequest(format!("page must be an integer from 1, not {text:?}"))
+            })?,
+        };
+    let users = app.db.org_users(org, page, 20).await?;
+    let mut html = format!(
+        "<!doctype html>\n<title>Organisation {org}</title>\n<h1>Organisation {org}, page {page}</h1>\n<ul>\n"
+    );
+    for user in &users {
+        let _ = writeln!(html, "<li>{} &lt;{}&gt;</li>", escape_html(&user.name), escape_html(&user.email));
+    }
+    html.push_str("</ul>\n");
+    Ok(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response())
+}
+
+fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The page cache of `GET /orgs/{id}/directory`: tagged `org:<id>`, so
+/// [`update_user`]'s `tags = ["org:<org_id>"]` drops the pages of the
+/// user's organisation, as it drops [`org_users`]' entries.
+///
+/// # Errors
+/// Never for this fixed policy (a test builds it).
+pub fn directory_pages(cache: &Cache) -> Result<PageCache, cache_runtime::ConfigError> {
+    PageCache::builder(Duration::from_secs(120))
+        .jitter(Duration::from_secs(15))
+        .name("org_directory")
+        .cache(cache.clone())
+        .route("/orgs/{id}/directory")
+        .tag("org:<id>")
+        .build()
+}
+
 async fn list_team_members(
     State(app): State<Arc<App>>,
     Path(team): Path<String>,
@@ -241,11 +301,16 @@ async fn metrics() -> impl IntoResponse {
 }
 
 /// The routes.
-pub fn router(app: Arc<App>) -> Router {
-    Router::new()
+///
+/// # Errors
+/// When a page cache policy is invalid (never for the fixed ones here).
+pub fn router(app: Arc<App>) -> Result<Router, cache_runtime::ConfigError> {
+    let directory = directory_pages(&app.cache)?;
+    Ok(Router::new()
         .route("/users/{id}", get(show_user).put(change_user))
         .route("/orgs/{id}/users", get(list_org_users))
+        .route("/orgs/{id}/directory", get(org_directory).layer(directory))
         .route("/teams/{id}/members", get(list_team_members))
         .route("/metrics", get(metrics))
-        .with_state(app)
+        .with_state(app))
 }

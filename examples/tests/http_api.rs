@@ -33,7 +33,7 @@ async fn start() -> Server {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("app.sqlite3");
     let db = tokio::task::spawn_blocking(move || Db::sqlite(&path)).await.unwrap().unwrap();
-    let app = router(Arc::new(App { db, cache: cache_runtime::Cache::in_memory() }));
+    let app = router(Arc::new(App { db, cache: cache_runtime::Cache::in_memory() })).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -189,4 +189,45 @@ async fn metrics_count_hits_in_prometheus_text() {
     assert!(hits >= 2.0, "{}", metrics.body);
     assert!(metrics.body.contains("# TYPE cache_hit_ratio gauge"));
     assert!(metrics.body.contains("cache_load_seconds_sum{function=\"examples::api::org_users\"}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_directory_page_is_cached_whole_and_dropped_by_the_user_update() {
+    let server = start().await;
+    let first = server.get("/orgs/4/directory", &[]).await;
+    assert_eq!((first.status, first.header("x-cache")), (StatusCode::OK, "MISS"));
+    assert!(first.header("content-type").starts_with("text/html"));
+    assert!(first.body.contains("<li>User 3 "), "{}", first.body);
+    let etag = first.header("etag").to_owned();
+    let again = server.get("/orgs/4/directory", &[]).await;
+    assert_eq!((again.header("x-cache"), again.body.as_str()), ("HIT", first.body.as_str()));
+    let revalidated = server.get("/orgs/4/directory", &[("if-none-match", &etag)]).await;
+    assert_eq!(revalidated.status, StatusCode::NOT_MODIFIED);
+    assert_eq!(server.get("/orgs/4/directory?utm_campaign=x", &[]).await.header("x-cache"), "HIT");
+    assert_eq!(server.get("/orgs/4/directory?page=2", &[]).await.header("x-cache"), "MISS");
+
+    let put = server
+        .send(
+            Method::PUT,
+            "/users/3",
+            &[("content-type", "application/json")],
+            r#"{"name":"Grace <Hopper>","email":"grace@example.com"}"#,
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+    let after = server.get("/orgs/4/directory", &[("if-none-match", &etag)]).await;
+    assert_eq!(
+        (after.status, after.header("x-cache")),
+        (StatusCode::OK, "MISS"),
+        "the org tag dropped the page"
+    );
+    assert!(after.body.contains("<li>Grace &lt;Hopper&gt; "), "{}", after.body);
+    assert_eq!(
+        server.get("/orgs/4/directory?page=2", &[]).await.header("x-cache"),
+        "MISS",
+        "every page of the org"
+    );
+
+    let bad = server.get("/orgs/x/directory", &[]).await;
+    assert_eq!((bad.status, bad.header("x-cache")), (StatusCode::BAD_REQUEST, "BYPASS"), "400 is not cached");
 }

@@ -210,6 +210,22 @@ mod tests {
         assert!(!not_modified(&twice, None, Some(modified)), "more than one date is ignored");
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_validator_header_is_answered_without_panicking(
+            list in proptest::collection::vec(proptest::num::u8::ANY, 0..48),
+            date in "[ -~]{0,40}",
+        ) {
+            let _ = lists_etag(&list, Some(b"\"abc\""));
+            let _ = lists_etag(&list, None);
+            if let Ok(date) = HeaderValue::from_str(&date) {
+                let mut headers = HeaderMap::new();
+                headers.insert(IF_MODIFIED_SINCE, date);
+                let _ = not_modified(&headers, None, Some(SystemTime::now()));
+            }
+        }
+    }
+
     #[test]
     fn cache_control_renders_the_opt_ins() {
         let secs = Duration::from_secs;

@@ -37,7 +37,13 @@ async fn main() {
         _ => "in-memory",
     };
     println!("listening on http://127.0.0.1:{port} ({} database, {backend} cache)", db.kind());
-    let app = router(Arc::new(App { db, cache }));
+    let app = match router(Arc::new(App { db, cache })) {
+        Ok(app) => app,
+        Err(error) => {
+            eprintln!("{error}");
+            std::process::exit(1);
+        }
+    };
     if let Err(error) = axum::serve(listener, app).await {
         eprintln!("server stopped: {error}");
     }

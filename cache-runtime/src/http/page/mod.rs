@@ -47,8 +47,15 @@ use crate::value::{OpsOf, SharedValue};
 /// length pass through (`x-cache: BYPASS`), unbuffered. Pages carry
 /// `x-cache: HIT` or `MISS`, `ETag` (the origin's, or a digest of the body),
 /// `Last-Modified`, `Age` when served from the cache, and the policy's
-/// `Cache-Control` ([`Downstream`](super::Downstream), `no-cache` by default);
-/// `If-None-Match` and `If-Modified-Since` get `304 Not Modified`.
+/// `Cache-Control` ([`Downstream`](super::Downstream), `no-cache` by default),
+/// which replaces the origin's `Cache-Control` and `Expires`; `If-None-Match`
+/// and `If-Modified-Since` get `304 Not Modified`.
+///
+/// A page's key is the host, the path, the query parameters sorted by name
+/// (less [`TRACKING_PARAMS`] and those the policy ignores), and the values
+/// of the request headers the policy and the response's `Vary` name; every
+/// part is escaped, so two different requests never share a key. Client
+/// `Cache-Control: no-cache` does not bypass the cache: invalidate instead.
 ///
 /// ```
 /// # #[cfg(feature = "axum")] fn main() -> Result<(), cache_runtime::ConfigError> {

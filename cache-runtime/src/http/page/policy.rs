@@ -652,6 +652,28 @@ mod tests {
         assert!(ttl().route("/{a}/{b}").tag("<a>:<b>").build().is_ok());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_path_query_or_pattern_is_handled_without_panicking(
+            path in "/[a-z0-9%/{}*<>:]{0,24}",
+            query in "[a-z0-9%=&_*]{0,24}",
+            tag in "[a-z0-9%/{}<>:]{0,16}",
+        ) {
+            let _ = percent_decode(&path);
+            if let Ok(route) = RoutePattern::parse(&path) {
+                let _ = route.capture(&path);
+                let _ = Template::parse(&tag, Some(&route));
+            }
+            static POLICY: std::sync::LazyLock<PageCache> = std::sync::LazyLock::new(|| {
+                PageCache::builder(Duration::from_secs(1)).route("/{a}/{*b}").tag("t:<a>:<b>").build().unwrap()
+            });
+            if let Ok(request) = http::Request::get(format!("{path}?{query}")).body(()) {
+                let _ = POLICY.policy.primary_key(&request.into_parts().0);
+            }
+            let _ = POLICY.policy.dependencies(&path);
+        }
+    }
+
     #[test]
     fn percent_decoding_keeps_malformed_escapes() {
         assert_eq!(percent_decode("a%20b%2f%zz%4").as_deref(), Some("a b/%zz%4"));

@@ -139,7 +139,11 @@ impl StoredPage {
         {
             headers.insert(VARY, vary);
         }
-        headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+        if response.status == StatusCode::NO_CONTENT {
+            headers.remove(CONTENT_LENGTH); // never sent with a 204
+        } else {
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+        }
         Self { status: response.status.as_u16(), headers, body, filled_at_ms, last_modified_secs }
     }
 
@@ -160,7 +164,9 @@ impl StoredPage {
             let mut response = http::Response::new(Bytes::new());
             *response.status_mut() = StatusCode::NOT_MODIFIED;
             let headers = response.headers_mut();
-            for name in [ETAG, LAST_MODIFIED, VARY, CONTENT_LOCATION] {
+            // `Content-Length`: the page's, as RFC 9110 allows, so that no
+            // server below sets a wrong `0`.
+            for name in [ETAG, LAST_MODIFIED, VARY, CONTENT_LOCATION, CONTENT_LENGTH] {
                 if let Some(value) = self.headers.get(&name) {
                     headers.insert(name, value.clone());
                 }
@@ -352,7 +358,7 @@ mod tests {
         let not_modified = page.respond(&policy, &conditions, false, true);
         assert_eq!(not_modified.status(), StatusCode::NOT_MODIFIED);
         assert!(not_modified.body().is_empty());
-        assert!(!not_modified.headers().contains_key(CONTENT_LENGTH));
+        assert_eq!(not_modified.headers()[CONTENT_LENGTH], "5", "the page's length, not the 304's");
         assert_eq!(not_modified.headers()["x-cache"], "HIT");
         assert_eq!(not_modified.headers()["age"], "0");
 
@@ -360,6 +366,15 @@ mod tests {
         assert_eq!(head.status(), StatusCode::OK);
         assert!(head.body().is_empty());
         assert_eq!(head.headers()["content-length"], "5");
+
+        let no_content =
+            StoredPage::new(&policy, response(204, &[("content-length", "0")]), Bytes::new(), &[]);
+        assert!(
+            !no_content
+                .respond(&policy, &HeaderMap::new(), false, true)
+                .headers()
+                .contains_key(CONTENT_LENGTH)
+        );
 
         let not_found = StoredPage::new(&policy, response(404, &[]), Bytes::new(), &[]);
         conditions.insert(http::header::IF_NONE_MATCH, HeaderValue::from_static("*"));
