@@ -87,6 +87,15 @@
 //! entries it should have removed are served at most until their own lifetime
 //! (`ttl + jitter`) ends. Pending retries die with the process.
 //!
+//! # HTTP
+//!
+//! With the `tower` feature, `http::PageCache` caches whole responses of a
+//! tower service (an axum route) through the same read path, stores and
+//! invalidation; with `axum`, `http::CachedJson` answers a handler's cached
+//! value with its entry's validators. Both send `Cache-Control: no-cache`
+//! with `ETag` and `Last-Modified` by default, so browsers revalidate with
+//! cheap `304`s and never outlive an invalidation.
+//!
 //! # Concurrency and cancellation
 //!
 //! - A call that starts after an invalidation of its key, tag or version

@@ -122,11 +122,45 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let (parts, body) = request.into_parts();
+        let primary = self.policy.primary_key(&parts);
+        if let Some(primary) = &primary
+            && let Some(page) = memory_hit(&self.policy, primary, &parts)
+        {
+            return Box::pin(std::future::ready(Ok(page)));
+        }
         // The service polled ready serves this request; the clone, the next.
         let ready = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, ready);
-        Box::pin(serve(Arc::clone(&self.policy), inner, request))
+        Box::pin(serve(Arc::clone(&self.policy), inner, parts, body, primary))
     }
+}
+
+/// A page in process memory, answered without a task or the origin.
+fn memory_hit<B: Body>(
+    policy: &Policy,
+    primary: &KeyWriter,
+    request: &request::Parts,
+) -> Option<Response<PageBody<B>>> {
+    let store = &policy.cache().inner.store;
+    let probe = |key: &KeyWriter| {
+        let entry = store.probe(key.as_bytes(), policy.fingerprint)?;
+        Arc::clone(&entry.value).downcast::<PageEntry>().ok()
+    };
+    let mut key = primary.clone();
+    key.shorten();
+    let mut entry = probe(&key)?;
+    if let PageEntry::Variants(names) = &*entry {
+        let names: Vec<HeaderName> =
+            names.iter().filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok()).collect();
+        let mut variant = variant_key(primary, &names, &request.headers)?;
+        variant.shorten();
+        entry = probe(&variant)?;
+    }
+    let PageEntry::Page(page) = &*entry else { return None };
+    policy.site.record_hit();
+    let head = request.method == Method::HEAD;
+    Some(full(page.respond(policy, &request.headers, head, true)))
 }
 
 /// The origin, called at most once per request.
@@ -151,17 +185,20 @@ enum Fetched<B: Body, E> {
     Other(Answer<B, E>),
 }
 
+/// Answers a request that was not found in process memory; `primary` is its
+/// key (`None`: not cached).
 async fn serve<S, ReqBody, ResBody>(
     policy: Arc<Policy>,
     mut inner: S,
-    request: Request<ReqBody>,
+    mut parts: request::Parts,
+    body: ReqBody,
+    primary: Option<KeyWriter>,
 ) -> Answer<ResBody, S::Error>
 where
     S: tower_service::Service<Request<ReqBody>, Response = Response<ResBody>>,
     ResBody: Body<Data = Bytes>,
 {
-    let (mut parts, body) = request.into_parts();
-    let Some(primary) = policy.primary_key(&parts) else {
+    let Some(primary) = primary else {
         let answer = inner.call(Request::from_parts(parts, body)).await;
         return pass_through(answer.map(|response| response.map(PageBody::origin)), false);
     };
