@@ -57,6 +57,9 @@ use crate::value::{OpsOf, SharedValue};
 /// part is escaped, so two different requests never share a key. Client
 /// `Cache-Control: no-cache` does not bypass the cache: invalidate instead.
 ///
+/// Put the layer inside a compression layer (nearer the handler): a body
+/// compressed on the fly has no length and would pass through.
+///
 /// ```
 /// # #[cfg(feature = "axum")] fn main() -> Result<(), cache_runtime::ConfigError> {
 /// use std::time::Duration;
