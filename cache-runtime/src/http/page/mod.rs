@@ -30,7 +30,7 @@ use stored::{PageEntry, StoredPage, X_CACHE};
 
 use crate::cache::Cache;
 use crate::codec::Postcard;
-use crate::engine::{self, Loaded, Served};
+use crate::engine::{self, Loaded, Served, Start};
 use crate::key::KeyWriter;
 use crate::store::{Request as StoreRequest, Store as _};
 use crate::value::{OpsOf, SharedValue};
@@ -342,11 +342,12 @@ where
         dependencies,
         ops: OpsOf::<PageEntry, Postcard>::OPS,
         fingerprint: policy.fingerprint,
+        absences: false,
     };
     let load =
         async { load.await.map(|entry| Loaded { value: Arc::new(entry) as SharedValue, negative: false }) };
-    match engine::serve(cache, &request, load).await {
-        Served::Cached(value) => value.downcast::<PageEntry>().ok(),
+    match engine::serve(cache, &request, load, Start::Lookup).await {
+        Served::Cached(value) | Served::Stale { value, .. } => value.downcast::<PageEntry>().ok(),
         Served::Loaded => None,
     }
 }
