@@ -110,7 +110,27 @@ impl fmt::Display for Shape {
 /// ```
 #[must_use]
 pub fn shape_of<T: DeserializeOwned>() -> Shape {
-    let traced = std::panic::catch_unwind(trace::<T>).ok().flatten();
+    shape_with(type_name::<T>(), deserialize_traced::<T>)
+}
+
+/// [`Shape::fingerprint`] of `T`, traced once per process.
+pub(crate) fn fingerprint_of<T: DeserializeOwned + 'static>() -> u64 {
+    fingerprint_with(TypeId::of::<T>(), type_name::<T>(), deserialize_traced::<T>)
+}
+
+/// The only part of a trace compiled for each traced type: one deserialization
+/// of `T` from a [`Tracer`]. All the rest is compiled once.
+fn deserialize_traced<T: DeserializeOwned>(tracer: Tracer<'_, '_>) -> Result<()> {
+    T::deserialize(tracer).map(drop)
+}
+
+/// A type's [`deserialize_traced`].
+type DeserializeTraced = for<'a, 'c> fn(Tracer<'a, 'c>) -> Result<()>;
+
+/// [`shape_of`] the type named `type_name`, deserialized by `deserialize`.
+#[inline(never)]
+fn shape_with(type_name: &str, deserialize: DeserializeTraced) -> Shape {
+    let traced = std::panic::catch_unwind(move || trace(deserialize)).ok().flatten();
     let (description, complete) = match traced {
         Some(Traced { registry, root }) => {
             let mut writer = Describe {
@@ -128,25 +148,25 @@ pub fn shape_of<T: DeserializeOwned>() -> Shape {
         digest(description.as_bytes())
     } else {
         // Partial: the type's name covers what tracing could not see.
-        let mut text = format!("partial {} ", type_name::<T>());
+        let mut text = format!("partial {type_name} ");
         text.push_str(&description);
         digest(text.as_bytes())
     };
     Shape { description, complete, fingerprint }
 }
 
-/// [`Shape::fingerprint`] of `T`, traced once per process.
-pub(crate) fn fingerprint_of<T: DeserializeOwned + 'static>() -> u64 {
+/// [`fingerprint_of`] the type of `id`, named `type_name`, deserialized by `deserialize`.
+#[inline(never)]
+fn fingerprint_with(id: TypeId, type_name: &'static str, deserialize: DeserializeTraced) -> u64 {
     static FINGERPRINTS: OnceLock<RwLock<HashMap<TypeId, u64>>> = OnceLock::new();
     let table = FINGERPRINTS.get_or_init(RwLock::default);
-    let id = TypeId::of::<T>();
     if let Some(&fingerprint) = table.read().unwrap_or_else(PoisonError::into_inner).get(&id) {
         return fingerprint;
     }
-    let shape = shape_of::<T>();
+    let shape = shape_with(type_name, deserialize);
     if !shape.complete {
         tracing::debug!(
-            value_type = type_name::<T>(),
+            value_type = type_name,
             "value type traced partially: its entries are also told apart by its Rust name"
         );
     }
@@ -249,8 +269,8 @@ struct Traced {
     root: Format,
 }
 
-/// Deserializes `T` until every variant is traced, or nothing more can be.
-fn trace<T: DeserializeOwned>() -> Option<Traced> {
+/// Deserializes with `deserialize` until every variant is traced, or nothing more can be.
+fn trace(deserialize: DeserializeTraced) -> Option<Traced> {
     let mut registry = Registry::default();
     let mut failed: HashSet<(Key, u32)> = HashSet::new();
     let mut choices: Vec<usize> = Vec::new();
@@ -267,7 +287,7 @@ fn trace<T: DeserializeOwned>() -> Option<Traced> {
             untraceable: Vec::new(),
         };
         let mut format = Format::Unknown;
-        let result = T::deserialize(Tracer { run: &mut run, out: &mut format, minimal: false, depth: 0 });
+        let result = deserialize(Tracer { run: &mut run, out: &mut format, minimal: false, depth: 0 });
         let Run { registry: traced, sites, blamed, untraceable, .. } = run;
         match result {
             Ok(_) => {
@@ -381,6 +401,14 @@ type Result<T> = std::result::Result<T, TraceError>;
 
 // ---------------------------------------------------------------------------
 // The tracing deserializer
+//
+// The `Deserializer`, `SeqAccess`, `MapAccess`, `EnumAccess` and
+// `VariantAccess` methods below are compiled once per visitor or seed type, so
+// each only hands the visitor or seed what it asks for: what is recorded, and
+// which sample answers, is decided by the non-generic functions they call. The
+// element, key, value and payload methods are not inlined: what a seed
+// deserializes (a `String`, a `Vec<u32>`) is compiled once, not again into the
+// `visit_seq` and `visit_map` of every struct that has such a field.
 
 /// Records what it is asked into `out` and answers with a sample. `minimal`
 /// inside recursion: `None`, no elements.
@@ -397,7 +425,47 @@ fn element_count(run: &mut Run<'_>, minimal: bool) -> usize {
     if minimal { choice } else { 1 - choice }
 }
 
-impl<'c> Tracer<'_, 'c> {
+/// `len` slots, not traced yet.
+#[inline(never)]
+fn unknowns(len: usize) -> Vec<Format> {
+    vec![Format::Unknown; len]
+}
+
+/// A struct-like container being traced: where its fields are recorded.
+struct OpenStruct {
+    index: usize,
+    /// Whether its body is recorded once traced: the first time it is met.
+    record: bool,
+    minimal: bool,
+    depth: usize,
+    slots: Vec<Format>,
+}
+
+#[derive(Clone, Copy)]
+enum StructKind {
+    Newtype,
+    Tuple,
+    Struct(&'static [&'static str]),
+}
+
+/// An enum being traced, and the variant it is given.
+struct OpenEnum {
+    key: Key,
+    index: usize,
+    variant: u32,
+    name: &'static str,
+    /// Whether the variant is traced for the first time.
+    new: bool,
+    /// Whether the variant is named by its name rather than its index.
+    by_name: bool,
+    /// The first site of the variant's payload.
+    first_site: usize,
+    minimal: bool,
+    depth: usize,
+    body: Option<Body>,
+}
+
+impl Tracer<'_, '_> {
     fn deeper(&self) -> Result<usize> {
         if self.depth >= MAX_DEPTH {
             return Err(TraceError("type nested too deeply to trace".into()));
@@ -405,26 +473,74 @@ impl<'c> Tracer<'_, 'c> {
         Ok(self.depth + 1)
     }
 
+    #[inline(never)]
     fn primitive(&mut self, kind: &'static str) -> Result<()> {
         self.deeper()?;
         *self.out = Format::Primitive(kind);
         Ok(())
     }
 
-    fn integer(&mut self, kind: &'static str) -> Result<u8> {
+    /// A primitive of `kind`, answered with the sample of this index (of `samples`).
+    #[inline(never)]
+    fn sample(&mut self, kind: &'static str, samples: usize) -> Result<usize> {
         self.primitive(kind)?;
-        Ok(INTEGERS[self.run.choose(INTEGERS.len())])
+        Ok(self.run.choose(samples))
     }
 
-    /// A struct-like container: newtype, tuple or named-field struct.
-    fn structure<'de, V: Visitor<'de>>(
-        self,
-        name: &'static str,
-        kind: StructKind,
-        visitor: V,
-    ) -> Result<V::Value> {
+    #[inline(never)]
+    fn integer(&mut self, kind: &'static str) -> Result<u8> {
+        Ok(INTEGERS[self.sample(kind, INTEGERS.len())?])
+    }
+
+    #[inline(never)]
+    fn char(&mut self) -> Result<char> {
+        Ok(['a', '0'][self.sample("char", 2)?])
+    }
+
+    #[inline(never)]
+    fn str(&mut self) -> Result<&'static str> {
+        Ok(STRINGS[self.sample("str", STRINGS.len())?])
+    }
+
+    #[inline(never)]
+    fn bytes(&mut self) -> Result<&'static [u8]> {
+        Ok(BYTES[self.sample("bytes", BYTES.len())?])
+    }
+
+    /// `deserialize_any`: which of its six samples answers.
+    #[inline(never)]
+    fn any(&mut self) -> Result<usize> {
+        self.deeper()?;
+        *self.out = Format::Any;
+        Ok(self.run.choose(6))
+    }
+
+    #[inline(never)]
+    fn ignored_any(&mut self) -> Result<()> {
+        self.deeper()?;
+        *self.out = Format::Any;
+        Ok(())
+    }
+
+    #[inline(never)]
+    fn unit_struct(&mut self, name: &'static str) -> Result<()> {
+        self.deeper()?;
+        *self.out = Format::UnitStruct(name);
+        Ok(())
+    }
+
+    /// An option, a sequence or a map: its depth, and whether it gets an element.
+    #[inline(never)]
+    fn open_collection(&mut self) -> Result<(usize, bool)> {
         let depth = self.deeper()?;
-        let key = (type_name::<V>(), name);
+        Ok((depth, element_count(self.run, self.minimal) == 1))
+    }
+
+    /// A struct-like container of `len` fields: newtype, tuple or named-field struct.
+    #[inline(never)]
+    fn open_struct(&mut self, key: Key, len: usize) -> Result<OpenStruct> {
+        let depth = self.deeper()?;
+        let name = key.1;
         let (index, record, minimal) = match self.run.registry.index.get(&key).copied() {
             None => (self.run.registry.add(key, Container::Struct { name, body: None }), true, false),
             Some(index) if self.run.structs_open.contains(&index) => (index, false, true),
@@ -432,44 +548,123 @@ impl<'c> Tracer<'_, 'c> {
         };
         *self.out = Format::Named(index);
         self.run.structs_open.push(index);
-        let mut slots = vec![Format::Unknown; kind.len()];
-        let result = match kind {
-            StructKind::Newtype => visitor.visit_newtype_struct(Tracer {
-                run: &mut *self.run,
-                out: &mut slots[0],
-                minimal,
-                depth,
-            }),
-            StructKind::Tuple(_) => visitor.visit_seq(Elements::new(self.run, &mut slots, minimal, depth)),
-            StructKind::Struct(fields) => fields_of(self.run, fields, &mut slots, minimal, depth, visitor),
+        Ok(OpenStruct { index, record, minimal, depth, slots: unknowns(len) })
+    }
+
+    /// An enum: the variant it is given, a variant not traced yet if any.
+    #[inline(never)]
+    fn open_enum(&mut self, key: Key, variants: &'static [&'static str]) -> Result<OpenEnum> {
+        let depth = self.deeper()?;
+        let name = key.1;
+        let run = &mut *self.run;
+        let index = match run.registry.index.get(&key).copied() {
+            Some(index) => index,
+            None => run.registry.add(key, Container::Enum { name, variants, traced: BTreeMap::new() }),
         };
-        self.run.structs_open.pop();
-        let value = result?;
-        if record && let Some(Container::Struct { body, .. }) = self.run.registry.containers.get_mut(index) {
-            *body = Some(match kind {
-                StructKind::Newtype => Body::Newtype(slots.pop().unwrap_or(Format::Unknown)),
-                StructKind::Tuple(_) => Body::Tuple(slots),
-                StructKind::Struct(fields) => Body::Struct(fields, slots),
+        *self.out = Format::Named(index);
+        let traced: HashSet<u32> = match run.registry.containers.get(index) {
+            Some(Container::Enum { traced, .. }) => traced.keys().copied().collect(),
+            _ => return Err(TraceError(format!("`{name}` is both a struct and an enum"))),
+        };
+        let open = |variant: &u32| run.variants_open.contains(&(index, *variant));
+        let all = (0..variants.len()).filter_map(|variant| u32::try_from(variant).ok());
+        // A variant not traced yet, else one that was (recursion stops there).
+        let choice = all
+            .clone()
+            .find(|variant| {
+                !traced.contains(variant) && !run.failed.contains(&(key, *variant)) && !open(variant)
+            })
+            .map(|variant| (variant, true))
+            .or_else(|| {
+                all.clone().find(|variant| traced.contains(variant) && !open(variant)).map(|v| (v, false))
             });
-        }
-        Ok(value)
+        let Some((variant, new)) = choice else {
+            return Err(TraceError(format!("no variant of `{name}` can be traced here")));
+        };
+        let by_name = run.choose(2) == 1;
+        let first_site = run.sites.len();
+        run.variants_open.push((index, variant));
+        Ok(OpenEnum {
+            key,
+            index,
+            variant,
+            name: variants.get(variant as usize).copied().unwrap_or_default(),
+            new,
+            by_name,
+            first_site,
+            minimal: !new && self.minimal,
+            depth,
+            body: None,
+        })
     }
 }
 
-#[derive(Clone, Copy)]
-enum StructKind {
-    Newtype,
-    Tuple(usize),
-    Struct(&'static [&'static str]),
+impl Run<'_> {
+    /// The end of a struct-like container: its body is recorded if `ok`.
+    #[inline(never)]
+    fn close_struct(&mut self, open: OpenStruct, kind: StructKind, ok: bool) {
+        self.structs_open.pop();
+        if ok
+            && open.record
+            && let Some(Container::Struct { body, .. }) = self.registry.containers.get_mut(open.index)
+        {
+            let mut slots = open.slots;
+            *body = Some(match kind {
+                StructKind::Newtype => Body::Newtype(slots.pop().unwrap_or(Format::Unknown)),
+                StructKind::Tuple => Body::Tuple(slots),
+                StructKind::Struct(fields) => Body::Struct(fields, slots),
+            });
+        }
+    }
+
+    /// The end of an enum: a new variant is recorded if `ok`, else blamed.
+    #[inline(never)]
+    fn close_enum(&mut self, open: OpenEnum, ok: bool) {
+        self.variants_open.pop();
+        let OpenEnum { key, index, variant, new, first_site, body, .. } = open;
+        if !new {
+            return;
+        }
+        if ok {
+            match (body, self.registry.containers.get_mut(index)) {
+                (Some(body), Some(Container::Enum { traced, .. })) => {
+                    traced.insert(variant, body);
+                }
+                _ => self.untraceable.push((key, variant)),
+            }
+        } else if self.blamed.is_none() {
+            self.blamed = Some((key, variant, first_site));
+        }
+    }
 }
 
-impl StructKind {
-    fn len(self) -> usize {
-        match self {
-            Self::Newtype => 1,
-            Self::Tuple(len) => len,
-            Self::Struct(fields) => fields.len(),
-        }
+impl Format {
+    #[inline(never)]
+    fn set_option(&mut self, inner: Format) {
+        *self = Format::Option(Box::new(inner));
+    }
+
+    #[inline(never)]
+    fn set_seq(&mut self, element: Format) {
+        *self = Format::Seq(Box::new(element));
+    }
+
+    #[inline(never)]
+    fn set_map(&mut self, key: Format, value: Format) {
+        *self = Format::Map(Box::new(key), Box::new(value));
+    }
+
+    #[inline(never)]
+    fn set_tuple(&mut self, elements: Vec<Format>) {
+        *self = Format::Tuple(elements);
+    }
+}
+
+/// A variant's payload, recorded if `ok`.
+#[inline(never)]
+fn record_body(out: &mut Option<Body>, body: Body, ok: bool) {
+    if ok {
+        *out = Some(body);
     }
 }
 
@@ -517,10 +712,8 @@ impl<'de> de::Deserializer<'de> for Tracer<'_, '_> {
         deserialize_f64 visit_f64 f64,
     }
 
-    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        self.deeper()?;
-        *self.out = Format::Any;
-        match self.run.choose(6) {
+    fn deserialize_any<V: Visitor<'de>>(mut self, visitor: V) -> Result<V::Value> {
+        match self.any()? {
             0 => visitor.visit_unit(),
             1 => visitor.visit_bool(false),
             2 => visitor.visit_u64(1),
@@ -531,18 +724,15 @@ impl<'de> de::Deserializer<'de> for Tracer<'_, '_> {
     }
 
     fn deserialize_bool<V: Visitor<'de>>(mut self, visitor: V) -> Result<V::Value> {
-        self.primitive("bool")?;
-        visitor.visit_bool(self.run.choose(2) == 1)
+        visitor.visit_bool(self.sample("bool", 2)? == 1)
     }
 
     fn deserialize_char<V: Visitor<'de>>(mut self, visitor: V) -> Result<V::Value> {
-        self.primitive("char")?;
-        visitor.visit_char(['a', '0'][self.run.choose(2)])
+        visitor.visit_char(self.char()?)
     }
 
     fn deserialize_str<V: Visitor<'de>>(mut self, visitor: V) -> Result<V::Value> {
-        self.primitive("str")?;
-        visitor.visit_str(STRINGS[self.run.choose(STRINGS.len())])
+        visitor.visit_str(self.str()?)
     }
 
     fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
@@ -550,23 +740,22 @@ impl<'de> de::Deserializer<'de> for Tracer<'_, '_> {
     }
 
     fn deserialize_bytes<V: Visitor<'de>>(mut self, visitor: V) -> Result<V::Value> {
-        self.primitive("bytes")?;
-        visitor.visit_bytes(BYTES[self.run.choose(BYTES.len())])
+        visitor.visit_bytes(self.bytes()?)
     }
 
     fn deserialize_byte_buf<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         self.deserialize_bytes(visitor)
     }
 
-    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        let depth = self.deeper()?;
+    fn deserialize_option<V: Visitor<'de>>(mut self, visitor: V) -> Result<V::Value> {
+        let (depth, some) = self.open_collection()?;
         let mut inner = Format::Unknown;
-        let value = if element_count(self.run, self.minimal) == 1 {
+        let value = if some {
             visitor.visit_some(Tracer { run: &mut *self.run, out: &mut inner, minimal: self.minimal, depth })
         } else {
             visitor.visit_none()
         };
-        *self.out = Format::Option(Box::new(inner));
+        self.out.set_option(inner);
         value
     }
 
@@ -575,139 +764,104 @@ impl<'de> de::Deserializer<'de> for Tracer<'_, '_> {
         visitor.visit_unit()
     }
 
-    fn deserialize_unit_struct<V: Visitor<'de>>(self, name: &'static str, visitor: V) -> Result<V::Value> {
-        self.deeper()?;
-        *self.out = Format::UnitStruct(name);
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        mut self,
+        name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value> {
+        self.unit_struct(name)?;
         visitor.visit_unit()
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'de>>(self, name: &'static str, visitor: V) -> Result<V::Value> {
-        self.structure(name, StructKind::Newtype, visitor)
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        mut self,
+        name: &'static str,
+        visitor: V,
+    ) -> Result<V::Value> {
+        let mut open = self.open_struct((type_name::<V>(), name), 1)?;
+        let tracer =
+            Tracer { run: &mut *self.run, out: &mut open.slots[0], minimal: open.minimal, depth: open.depth };
+        let value = visitor.visit_newtype_struct(tracer);
+        self.run.close_struct(open, StructKind::Newtype, value.is_ok());
+        value
     }
 
-    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        let depth = self.deeper()?;
+    fn deserialize_seq<V: Visitor<'de>>(mut self, visitor: V) -> Result<V::Value> {
+        let (depth, one) = self.open_collection()?;
         let mut element = Format::Unknown;
-        let slots: &mut [Format] = if element_count(self.run, self.minimal) == 1 {
-            std::slice::from_mut(&mut element)
-        } else {
-            &mut []
-        };
+        let slots: &mut [Format] = if one { std::slice::from_mut(&mut element) } else { &mut [] };
         let value = visitor.visit_seq(Elements::new(self.run, slots, self.minimal, depth));
-        *self.out = Format::Seq(Box::new(element));
+        self.out.set_seq(element);
         value
     }
 
     fn deserialize_tuple<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value> {
         let depth = self.deeper()?;
-        let mut slots = vec![Format::Unknown; len];
+        let mut slots = unknowns(len);
         let value = visitor.visit_seq(Elements::new(self.run, &mut slots, self.minimal, depth));
-        *self.out = Format::Tuple(slots);
+        self.out.set_tuple(slots);
         value
     }
 
     fn deserialize_tuple_struct<V: Visitor<'de>>(
-        self,
+        mut self,
         name: &'static str,
         len: usize,
         visitor: V,
     ) -> Result<V::Value> {
-        self.structure(name, StructKind::Tuple(len), visitor)
+        let mut open = self.open_struct((type_name::<V>(), name), len)?;
+        let value = visitor.visit_seq(Elements::new(self.run, &mut open.slots, open.minimal, open.depth));
+        self.run.close_struct(open, StructKind::Tuple, value.is_ok());
+        value
     }
 
-    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        let depth = self.deeper()?;
+    fn deserialize_map<V: Visitor<'de>>(mut self, visitor: V) -> Result<V::Value> {
+        let (depth, one) = self.open_collection()?;
         let (mut key, mut value) = (Format::Unknown, Format::Unknown);
-        let slots = (element_count(self.run, self.minimal) == 1).then_some((&mut key, &mut value));
+        let slots = one.then_some((&mut key, &mut value));
         let result = visitor.visit_map(Entries { run: self.run, slots, minimal: self.minimal, depth });
-        *self.out = Format::Map(Box::new(key), Box::new(value));
+        self.out.set_map(key, value);
         result
     }
 
     fn deserialize_struct<V: Visitor<'de>>(
-        self,
+        mut self,
         name: &'static str,
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value> {
-        self.structure(name, StructKind::Struct(fields), visitor)
+        let mut open = self.open_struct((type_name::<V>(), name), fields.len())?;
+        let value = fields_of(self.run, fields, &mut open.slots, open.minimal, open.depth, visitor);
+        self.run.close_struct(open, StructKind::Struct(fields), value.is_ok());
+        value
     }
 
     fn deserialize_enum<V: Visitor<'de>>(
-        self,
+        mut self,
         name: &'static str,
         variants: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value> {
-        let depth = self.deeper()?;
-        let key = (type_name::<V>(), name);
-        let run = self.run;
-        let index = match run.registry.index.get(&key).copied() {
-            Some(index) => index,
-            None => run.registry.add(key, Container::Enum { name, variants, traced: BTreeMap::new() }),
-        };
-        *self.out = Format::Named(index);
-        let traced: HashSet<u32> = match run.registry.containers.get(index) {
-            Some(Container::Enum { traced, .. }) => traced.keys().copied().collect(),
-            _ => return Err(TraceError(format!("`{name}` is both a struct and an enum"))),
-        };
-        let open = |variant: &u32| run.variants_open.contains(&(index, *variant));
-        let all = (0..variants.len()).filter_map(|variant| u32::try_from(variant).ok());
-        // A variant not traced yet, else one that was (recursion stops there).
-        let choice = all
-            .clone()
-            .find(|variant| {
-                !traced.contains(variant) && !run.failed.contains(&(key, *variant)) && !open(variant)
-            })
-            .map(|variant| (variant, true))
-            .or_else(|| {
-                all.clone().find(|variant| traced.contains(variant) && !open(variant)).map(|v| (v, false))
-            });
-        let Some((variant, new)) = choice else {
-            return Err(TraceError(format!("no variant of `{name}` can be traced here")));
-        };
-        let by_name = run.choose(2) == 1;
-        let first_site = run.sites.len();
-        let mut body = None;
-        run.variants_open.push((index, variant));
-        let result = visitor.visit_enum(Variant {
-            run: &mut *run,
-            index: variant,
-            name: variants.get(variant as usize).copied().unwrap_or_default(),
-            by_name,
-            body: &mut body,
-            minimal: !new && self.minimal,
-            depth,
+        let mut open = self.open_enum((type_name::<V>(), name), variants)?;
+        let value = visitor.visit_enum(Variant {
+            run: &mut *self.run,
+            index: open.variant,
+            name: open.name,
+            by_name: open.by_name,
+            body: &mut open.body,
+            minimal: open.minimal,
+            depth: open.depth,
         });
-        run.variants_open.pop();
-        match result {
-            Ok(value) => {
-                if new {
-                    match (body, run.registry.containers.get_mut(index)) {
-                        (Some(body), Some(Container::Enum { traced, .. })) => {
-                            traced.insert(variant, body);
-                        }
-                        _ => run.untraceable.push((key, variant)),
-                    }
-                }
-                Ok(value)
-            }
-            Err(error) => {
-                if new && run.blamed.is_none() {
-                    run.blamed = Some((key, variant, first_site));
-                }
-                Err(error)
-            }
-        }
+        self.run.close_enum(open, value.is_ok());
+        value
     }
 
     fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
         self.deserialize_str(visitor)
     }
 
-    fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value> {
-        self.deeper()?;
-        *self.out = Format::Any;
+    fn deserialize_ignored_any<V: Visitor<'de>>(mut self, visitor: V) -> Result<V::Value> {
+        self.ignored_any()?;
         visitor.visit_unit()
     }
 
@@ -734,6 +888,7 @@ impl<'a, 'c> Elements<'a, 'c> {
 impl<'de> SeqAccess<'de> for Elements<'_, '_> {
     type Error = TraceError;
 
+    #[inline(never)]
     fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>> {
         let Some(out) = self.slots.get_mut(self.next) else { return Ok(None) };
         self.next += 1;
@@ -757,12 +912,14 @@ struct Entries<'a, 'c> {
 impl<'de> MapAccess<'de> for Entries<'_, '_> {
     type Error = TraceError;
 
+    #[inline(never)]
     fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>> {
         let Some((key, _)) = self.slots.as_mut() else { return Ok(None) };
         let tracer = Tracer { run: &mut *self.run, out: key, minimal: self.minimal, depth: self.depth };
         seed.deserialize(tracer).map(Some)
     }
 
+    #[inline(never)]
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value> {
         let Some((_, value)) = self.slots.take() else {
             return Err(TraceError("a map value asked for before its key".into()));
@@ -788,6 +945,7 @@ struct Fields<'a, 'c> {
 impl<'de> MapAccess<'de> for Fields<'_, '_> {
     type Error = TraceError;
 
+    #[inline(never)]
     fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>> {
         match self.fields.get(self.next) {
             Some(&field) => seed
@@ -797,6 +955,7 @@ impl<'de> MapAccess<'de> for Fields<'_, '_> {
         }
     }
 
+    #[inline(never)]
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value> {
         let Some(out) = self.slots.get_mut(self.next) else {
             return Err(TraceError("a field value asked for before its name".into()));
@@ -840,19 +999,20 @@ impl<'de> VariantAccess<'de> for Variant<'_, '_> {
         Ok(())
     }
 
+    #[inline(never)]
     fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value> {
         let mut slot = Format::Unknown;
         let tracer = Tracer { run: self.run, out: &mut slot, minimal: self.minimal, depth: self.depth };
-        let value = seed.deserialize(tracer)?;
-        *self.body = Some(Body::Newtype(slot));
-        Ok(value)
+        let value = seed.deserialize(tracer);
+        record_body(self.body, Body::Newtype(slot), value.is_ok());
+        value
     }
 
     fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value> {
-        let mut slots = vec![Format::Unknown; len];
-        let value = visitor.visit_seq(Elements::new(self.run, &mut slots, self.minimal, self.depth))?;
-        *self.body = Some(Body::Tuple(slots));
-        Ok(value)
+        let mut slots = unknowns(len);
+        let value = visitor.visit_seq(Elements::new(self.run, &mut slots, self.minimal, self.depth));
+        record_body(self.body, Body::Tuple(slots), value.is_ok());
+        value
     }
 
     fn struct_variant<V: Visitor<'de>>(
@@ -860,10 +1020,10 @@ impl<'de> VariantAccess<'de> for Variant<'_, '_> {
         fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value> {
-        let mut slots = vec![Format::Unknown; fields.len()];
-        let value = fields_of(self.run, fields, &mut slots, self.minimal, self.depth, visitor)?;
-        *self.body = Some(Body::Struct(fields, slots));
-        Ok(value)
+        let mut slots = unknowns(fields.len());
+        let value = fields_of(self.run, fields, &mut slots, self.minimal, self.depth, visitor);
+        record_body(self.body, Body::Struct(fields, slots), value.is_ok());
+        value
     }
 }
 

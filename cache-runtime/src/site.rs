@@ -318,13 +318,21 @@ impl Site {
         &self,
         generic_types: &[&'static str],
     ) -> u64 {
-        let compute = || {
-            crate::codec::value_fingerprint(crate::shape::fingerprint_of::<V>(), self.schema, generic_types)
-        };
+        self.fingerprint_with(std::any::TypeId::of::<V>(), crate::shape::fingerprint_of::<V>, generic_types)
+    }
+
+    /// [`Site::fingerprint`] of the type of `type_id`, whose shape's fingerprint `shape` gives.
+    #[inline(never)]
+    fn fingerprint_with(
+        &self,
+        type_id: std::any::TypeId,
+        shape: fn() -> u64,
+        generic_types: &[&'static str],
+    ) -> u64 {
+        let compute = || crate::codec::value_fingerprint(shape(), self.schema, generic_types);
         if !generic_types.is_empty() {
             return compute();
         }
-        let type_id = std::any::TypeId::of::<V>();
         match self.fingerprint.get_or_init(|| (type_id, compute())) {
             (seen, fingerprint) if *seen == type_id => *fingerprint,
             _ => compute(),
