@@ -13,6 +13,7 @@ pub async fn update_user(
                 __cache_writer.write_part(&id);
                 __cache_writer
             },
+            __cached_get_user(&(id), &(org_id)).into_key(),
         ],
         tags: [
             {
@@ -40,7 +41,7 @@ pub async fn update_user(
         _,
         _,
         _,
-        1usize,
+        2usize,
         1usize,
         1usize,
     >(

@@ -1,27 +1,40 @@
 impl Users {
     async fn user(&self, id: u64) -> Option<User> {
-        static __CACHE_SITE: ::cache_runtime::__private::Site = ::cache_runtime::__private::Site::new(
-                ::cache_runtime::__private::concat!(
-                    ::cache_runtime::__private::module_path!(), "::", "user"
-                ),
-                60u64,
-                0u64,
+        let __cache_entry = {
+            static __CACHE_SITE: ::cache_runtime::__private::Site = ::cache_runtime::__private::Site::new(
+                    ::cache_runtime::__private::concat!(
+                        ::cache_runtime::__private::module_path!(), "::", "user"
+                    ),
+                    60u64,
+                    0u64,
+                )
+                .schema(2u32);
+            __CACHE_SITE.qualify(::cache_runtime::__private::function_path(&|| {}));
+            <::cache_runtime::__private::Entry<
+                Option<User>,
+                ::cache_runtime::__private::Postcard,
+                0usize,
+                0usize,
+            >>::new(
+                &__CACHE_SITE,
+                {
+                    let mut __cache_writer = ::cache_runtime::__private::KeyWriter::new();
+                    __cache_writer
+                        .write_impl_scope(
+                            ::cache_runtime::__private::type_name::<Self>(),
+                        );
+                    __cache_writer.write_literal("user:");
+                    __cache_writer.write_part(&self.tenant);
+                    __cache_writer.write_literal(":");
+                    __cache_writer.write_part(&id);
+                    __cache_writer
+                },
+                ::cache_runtime::__private::Dependencies {
+                    tags: [],
+                    versions: [],
+                },
+                ::cache_runtime::__private::vec![],
             )
-            .schema(2u32);
-        __CACHE_SITE.qualify(::cache_runtime::__private::function_path(&|| {}));
-        let __cache_key = {
-            let mut __cache_writer = ::cache_runtime::__private::KeyWriter::new();
-            __cache_writer
-                .write_impl_scope(::cache_runtime::__private::type_name::<Self>());
-            __cache_writer.write_literal("user:");
-            __cache_writer.write_part(&self.tenant);
-            __cache_writer.write_literal(":");
-            __cache_writer.write_part(&id);
-            __cache_writer
-        };
-        let __cache_dependencies = ::cache_runtime::__private::Dependencies {
-            tags: [],
-            versions: [],
         };
         let __cache_mode = {
             use ::cache_runtime::__private::Returns as _;
@@ -47,41 +60,51 @@ impl Users {
         >(
                 __cache_mode,
                 __cache_storage,
-                &__CACHE_SITE,
+                __cache_entry,
                 ::cache_runtime::__private::default_cache(),
-                __cache_key,
-                __cache_dependencies,
-                &[],
                 async move { self.db.user(id).await },
             )
             .await
     }
     async fn count(&self, org_id: u64) -> u64 {
-        const __CACHE_TTL: ::cache_runtime::__private::u64 = COUNT_TTL;
-        const _: () = ::cache_runtime::__private::assert!(
-            __CACHE_TTL != 0,
-            "`ttl` is 0, which would never serve a cached value: give a positive number of seconds",
-        );
-        const __CACHE_JITTER: ::cache_runtime::__private::u64 = COUNT_TTL / 10;
-        static __CACHE_SITE: ::cache_runtime::__private::Site = ::cache_runtime::__private::Site::new(
-            ::cache_runtime::__private::concat!(
-                ::cache_runtime::__private::module_path!(), "::", "count"
-            ),
-            __CACHE_TTL,
-            __CACHE_JITTER,
-        );
-        __CACHE_SITE.qualify(::cache_runtime::__private::function_path(&|| {}));
-        let __cache_key = {
-            let mut __cache_writer = ::cache_runtime::__private::KeyWriter::new();
-            __cache_writer
-                .write_function_path(::cache_runtime::__private::function_path(&|| {}));
-            __cache_writer.write_literal(":");
-            __cache_writer.write_part(&org_id);
-            __cache_writer
-        };
-        let __cache_dependencies = ::cache_runtime::__private::Dependencies {
-            tags: [],
-            versions: [],
+        let __cache_entry = {
+            const __CACHE_TTL: ::cache_runtime::__private::u64 = COUNT_TTL;
+            const _: () = ::cache_runtime::__private::assert!(
+                __CACHE_TTL != 0,
+                "`ttl` is 0, which would never serve a cached value: give a positive number of seconds",
+            );
+            const __CACHE_JITTER: ::cache_runtime::__private::u64 = COUNT_TTL / 10;
+            static __CACHE_SITE: ::cache_runtime::__private::Site = ::cache_runtime::__private::Site::new(
+                ::cache_runtime::__private::concat!(
+                    ::cache_runtime::__private::module_path!(), "::", "count"
+                ),
+                __CACHE_TTL,
+                __CACHE_JITTER,
+            );
+            __CACHE_SITE.qualify(::cache_runtime::__private::function_path(&|| {}));
+            <::cache_runtime::__private::Entry<
+                u64,
+                ::cache_runtime::__private::Postcard,
+                0usize,
+                0usize,
+            >>::new(
+                &__CACHE_SITE,
+                {
+                    let mut __cache_writer = ::cache_runtime::__private::KeyWriter::new();
+                    __cache_writer
+                        .write_function_path(
+                            ::cache_runtime::__private::function_path(&|| {}),
+                        );
+                    __cache_writer.write_literal(":");
+                    __cache_writer.write_part(&org_id);
+                    __cache_writer
+                },
+                ::cache_runtime::__private::Dependencies {
+                    tags: [],
+                    versions: [],
+                },
+                ::cache_runtime::__private::vec![],
+            )
         };
         let __cache_mode = {
             use ::cache_runtime::__private::Returns as _;
@@ -104,11 +127,8 @@ impl Users {
         >(
                 __cache_mode,
                 __cache_storage,
-                &__CACHE_SITE,
+                __cache_entry,
                 ::cache_runtime::__private::default_cache(),
-                __cache_key,
-                __cache_dependencies,
-                &[],
                 async move { self.db.count(org_id).await },
             )
             .await

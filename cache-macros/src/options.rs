@@ -12,24 +12,44 @@ use syn::{Expr, ExprArray, Ident, Lit, LitInt, LitStr, Token, UnOp};
 
 use crate::diagnostics::{Errors, closest, list};
 
-/// One `name = value` pair.
+/// One `name = value` pair, or a bare `name` (a flag such as `early_refresh`).
 pub(crate) struct RawOption {
     name: Ident,
-    value: Expr,
+    value: Option<Expr>,
 }
 
 impl Parse for RawOption {
     fn parse(input: ParseStream) -> syn::Result<Self> {
         let name: Ident = input.parse()?;
+        if input.is_empty() || input.peek(Token![,]) {
+            return Ok(Self { name, value: None });
+        }
         let lookahead = input.lookahead1();
         if !lookahead.peek(Token![=]) {
             return Err(syn::Error::new(
                 name.span(),
-                format!("expected `{name} = ...`: every option takes a value"),
+                format!("expected `{name} = ...`: every option but `early_refresh` takes a value"),
             ));
         }
         input.parse::<Token![=]>()?;
-        Ok(Self { name, value: input.parse()? })
+        Ok(Self { name, value: Some(input.parse()?) })
+    }
+}
+
+/// An item of `#[invalidates(...)]`, `#[cache_put(...)]` and the function-like
+/// macros: an option, or an expression (an entry named by its reader, such as
+/// `get_user(id)`, or the value of `put!`).
+pub(crate) enum RawItem {
+    Option(RawOption),
+    Expr(Expr),
+}
+
+impl Parse for RawItem {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        if input.peek(Ident) && input.peek2(Token![=]) && !input.peek2(Token![==]) {
+            return Ok(Self::Option(input.parse()?));
+        }
+        Ok(Self::Expr(input.parse()?))
     }
 }
 
@@ -38,7 +58,26 @@ fn parse_raw(attr: TokenStream) -> syn::Result<Vec<RawOption>> {
     Ok(parsed.into_iter().collect())
 }
 
-/// A number of seconds.
+/// Options and expressions, in order.
+pub(crate) fn parse_items(tokens: TokenStream) -> syn::Result<Vec<RawItem>> {
+    let parsed = Punctuated::<RawItem, Token![,]>::parse_terminated.parse2(tokens)?;
+    Ok(parsed.into_iter().collect())
+}
+
+/// Splits items into options and expressions.
+fn split(items: Vec<RawItem>) -> (Vec<RawOption>, Vec<Expr>) {
+    let mut options = Vec::new();
+    let mut exprs = Vec::new();
+    for item in items {
+        match item {
+            RawItem::Option(option) => options.push(option),
+            RawItem::Expr(expr) => exprs.push(expr),
+        }
+    }
+    (options, exprs)
+}
+
+/// A number of seconds (or of milliseconds, or of loads: the unit is the option's).
 pub(crate) enum Seconds {
     /// `300`: checked here, with its literal for error spans.
     Literal { literal: LitInt, value: u64 },
@@ -95,6 +134,10 @@ pub(crate) struct CachedOptions {
     pub(crate) stale: Option<Seconds>,
     pub(crate) fail_safe: Option<Seconds>,
     pub(crate) fail_safe_throttle: Option<Seconds>,
+    pub(crate) early_refresh: Option<Beta>,
+    pub(crate) soft_timeout: Option<Seconds>,
+    pub(crate) hard_timeout: Option<Seconds>,
+    pub(crate) max_loads: Option<Seconds>,
     pub(crate) group: Option<LitStr>,
     pub(crate) tags: Vec<LitStr>,
     pub(crate) version: Option<LitStr>,
@@ -103,11 +146,15 @@ pub(crate) struct CachedOptions {
     pub(crate) codec: Option<syn::Path>,
     pub(crate) returns: Option<Returns>,
     pub(crate) schema: Option<LitInt>,
+    /// `linked = true|false`: whether a companion naming the entry is generated.
+    pub(crate) linked: Option<syn::LitBool>,
 }
 
 /// The options of `#[invalidates(...)]`.
 #[derive(Default)]
 pub(crate) struct InvalidatesOptions {
+    /// Entries named by their reader: `get_user(id)`, `self.count(org)`.
+    pub(crate) entries: Vec<Expr>,
     pub(crate) keys: Vec<LitStr>,
     pub(crate) tags: Vec<LitStr>,
     pub(crate) versions: Vec<LitStr>,
@@ -124,6 +171,10 @@ const CACHED_OPTIONS: &[&str] = &[
     "stale",
     "fail_safe",
     "fail_safe_throttle",
+    "early_refresh",
+    "soft_timeout",
+    "hard_timeout",
+    "max_loads",
     "group",
     "tags",
     "version",
@@ -132,8 +183,26 @@ const CACHED_OPTIONS: &[&str] = &[
     "codec",
     "returns",
     "schema",
+    "linked",
 ];
 const INVALIDATES_OPTIONS: &[&str] = &["keys", "tags", "versions", "skip", "cache", "returns"];
+const CACHE_PUT_OPTIONS: &[&str] = &["cache", "returns"];
+const MACRO_OPTIONS: &[&str] = &["cache"];
+
+/// The options of `#[cache_put(...)]`.
+#[derive(Default)]
+pub(crate) struct CachePutOptions {
+    /// The reader's entry, such as `get_user(id)`.
+    pub(crate) entries: Vec<Expr>,
+    pub(crate) cache: Option<Expr>,
+    pub(crate) returns: Option<Returns>,
+}
+
+/// The items of `invalidate!`, `put!` and `get!`: expressions, then `cache = ...`.
+pub(crate) struct MacroItems {
+    pub(crate) exprs: Vec<Expr>,
+    pub(crate) cache: Option<Expr>,
+}
 
 /// Reads options one by one, catching unknown and duplicate names in one place.
 struct OptionReader<'e> {
@@ -152,8 +221,12 @@ impl OptionReader<'_> {
                 Some(near) => format!("did you mean `{near}`?"),
                 None => format!("the options are {}", list(self.known.iter().copied())),
             };
-            self.errors
-                .at(&option.name, format!("unknown option `{name}` for `#[{}]`: {hint}", self.macro_name));
+            let shown = if self.macro_name.ends_with('!') {
+                self.macro_name.to_owned()
+            } else {
+                format!("#[{}]", self.macro_name)
+            };
+            self.errors.at(&option.name, format!("unknown option `{name}` for `{shown}`: {hint}"));
             return None;
         }
         if !self.seen.insert(name.clone()) {
@@ -201,7 +274,24 @@ fn idents(expr: &Expr, errors: &mut Errors) -> Vec<Ident> {
     names
 }
 
+/// What a number option counts.
+#[derive(Clone, Copy)]
+enum Unit {
+    Seconds,
+    Milliseconds,
+    Loads,
+}
+
 fn seconds(expr: &Expr, name: &str, errors: &mut Errors) -> Seconds {
+    number(expr, name, Unit::Seconds, errors)
+}
+
+fn number(expr: &Expr, name: &str, unit: Unit, errors: &mut Errors) -> Seconds {
+    let (whole, example) = match unit {
+        Unit::Seconds => ("in whole seconds", format!("`{name} = 300`")),
+        Unit::Milliseconds => ("in milliseconds", format!("`{name} = 200`")),
+        Unit::Loads => ("as a number of loads", format!("`{name} = 8`")),
+    };
     match expr {
         Expr::Lit(lit) => match &lit.lit {
             Lit::Int(int) => match int.base10_parse::<u64>() {
@@ -212,21 +302,52 @@ fn seconds(expr: &Expr, name: &str, errors: &mut Errors) -> Seconds {
                 }
             },
             other => {
+                let constant = match unit {
+                    Unit::Seconds => format!("`{name} = USER_TTL` or `{name} = 5 * 60`"),
+                    Unit::Milliseconds | Unit::Loads => format!("`{name} = LIMIT`"),
+                };
                 errors.at(
                     other,
-                    format!(
-                        "expected `{name}` in whole seconds: a number such as `{name} = 300`, or a constant such as `{name} = USER_TTL` or `{name} = 5 * 60`"
-                    ),
+                    format!("expected `{name}` {whole}: a number such as {example}, or a constant such as {constant}"),
                 );
                 Seconds::Invalid
             }
         },
         Expr::Unary(unary) if matches!(unary.op, UnOp::Neg(_)) => {
-            errors.at(expr, format!("`{name}` cannot be negative: give a whole number of seconds"));
+            let what = match unit {
+                Unit::Seconds => "a whole number of seconds",
+                Unit::Milliseconds => "a whole number of milliseconds",
+                Unit::Loads => "a positive number",
+            };
+            errors.at(expr, format!("`{name}` cannot be negative: give {what}"));
             Seconds::Invalid
         }
         _ => Seconds::Const(expr.clone()),
     }
+}
+
+/// `early_refresh` or `early_refresh = <beta>`: XFetch's beta, a positive number.
+pub(crate) struct Beta {
+    pub(crate) value: f64,
+}
+
+fn beta(expr: Option<&Expr>, errors: &mut Errors) -> Option<Beta> {
+    let Some(expr) = expr else { return Some(Beta { value: 1.0 }) };
+    if let Expr::Lit(lit) = expr {
+        let value = match &lit.lit {
+            Lit::Float(float) => float.base10_parse::<f64>().ok(),
+            Lit::Int(int) => int.base10_parse::<f64>().ok(),
+            _ => None,
+        };
+        if let Some(value) = value.filter(|value| value.is_finite() && *value > 0.0) {
+            return Some(Beta { value });
+        }
+    }
+    errors.at(
+        expr,
+        "expected `early_refresh`, or `early_refresh = <beta>` with a positive number such as `early_refresh = 1.0` (the default; larger refreshes earlier)",
+    );
+    None
 }
 
 impl CachedOptions {
@@ -246,7 +367,17 @@ impl CachedOptions {
                 continue;
             };
             let errors = &mut *reader.errors;
-            let value = &option.value;
+            if name == "early_refresh" {
+                options.early_refresh = beta(option.value.as_ref(), errors);
+                continue;
+            }
+            let Some(value) = &option.value else {
+                errors.at(
+                    &option.name,
+                    format!("expected `{name} = ...`: every option but `early_refresh` takes a value"),
+                );
+                continue;
+            };
             match name.as_str() {
                 "key" => options.key = string(value, "a key template", errors),
                 "ttl" => options.ttl = Some(seconds(value, "ttl", errors)),
@@ -258,6 +389,13 @@ impl CachedOptions {
                 "fail_safe_throttle" => {
                     options.fail_safe_throttle = Some(seconds(value, "fail_safe_throttle", errors));
                 }
+                "soft_timeout" => {
+                    options.soft_timeout = Some(number(value, "soft_timeout", Unit::Milliseconds, errors));
+                }
+                "hard_timeout" => {
+                    options.hard_timeout = Some(number(value, "hard_timeout", Unit::Milliseconds, errors));
+                }
+                "max_loads" => options.max_loads = Some(number(value, "max_loads", Unit::Loads, errors)),
                 "tags" => options.tags = strings(value, "a tag template", errors),
                 "version" => options.version = string(value, "a version template", errors),
                 "skip" => options.skip = idents(value, errors),
@@ -265,6 +403,7 @@ impl CachedOptions {
                 "codec" => options.codec = codec(value, errors),
                 "returns" => options.returns = returns(value, errors),
                 "schema" => options.schema = schema(value, errors),
+                "linked" => options.linked = boolean(value, "linked", errors),
                 _ => {}
             }
         }
@@ -305,13 +444,14 @@ fn codec(expr: &Expr, errors: &mut Errors) -> Option<syn::Path> {
 impl InvalidatesOptions {
     pub(crate) fn parse(attr: TokenStream, errors: &mut Errors) -> Self {
         let mut options = Self::default();
-        let raw = match parse_raw(attr) {
-            Ok(raw) => raw,
+        let (raw, entries) = match parse_items(attr) {
+            Ok(items) => split(items),
             Err(error) => {
                 errors.push(error);
                 return options;
             }
         };
+        options.entries = entries;
         let mut reader = OptionReader {
             macro_name: "invalidates",
             known: INVALIDATES_OPTIONS,
@@ -323,7 +463,10 @@ impl InvalidatesOptions {
                 continue;
             };
             let errors = &mut *reader.errors;
-            let value = &option.value;
+            let Some(value) = &option.value else {
+                errors.at(&option.name, format!("expected `{name} = ...`: every option takes a value"));
+                continue;
+            };
             match name.as_str() {
                 "keys" => options.keys = strings(value, "a key template", errors),
                 "tags" => options.tags = strings(value, "a tag template", errors),
@@ -336,4 +479,66 @@ impl InvalidatesOptions {
         }
         options
     }
+}
+
+impl CachePutOptions {
+    pub(crate) fn parse(attr: TokenStream, errors: &mut Errors) -> Self {
+        let mut options = Self::default();
+        let (raw, entries) = match parse_items(attr) {
+            Ok(items) => split(items),
+            Err(error) => {
+                errors.push(error);
+                return options;
+            }
+        };
+        options.entries = entries;
+        let mut reader =
+            OptionReader { macro_name: "cache_put", known: CACHE_PUT_OPTIONS, seen: HashSet::new(), errors };
+        for option in &raw {
+            let Some(name) = reader.accept(option) else {
+                continue;
+            };
+            let errors = &mut *reader.errors;
+            // An item without `= value` was parsed as an expression.
+            let Some(value) = &option.value else { continue };
+            match name.as_str() {
+                "cache" => options.cache = Some(value.clone()),
+                "returns" => options.returns = returns(value, errors),
+                _ => {}
+            }
+        }
+        options
+    }
+}
+
+impl MacroItems {
+    /// Parses the items of the function-like macro `macro_name`.
+    pub(crate) fn parse(tokens: TokenStream, macro_name: &'static str, errors: &mut Errors) -> Self {
+        let (raw, exprs) = match parse_items(tokens) {
+            Ok(items) => split(items),
+            Err(error) => {
+                errors.push(error);
+                (Vec::new(), Vec::new())
+            }
+        };
+        let mut items = Self { exprs, cache: None };
+        let mut reader = OptionReader { macro_name, known: MACRO_OPTIONS, seen: HashSet::new(), errors };
+        for option in &raw {
+            if reader.accept(option).is_some() {
+                items.cache.clone_from(&option.value);
+            }
+        }
+        items
+    }
+}
+
+/// `name = true` or `name = false`.
+fn boolean(expr: &Expr, name: &str, errors: &mut Errors) -> Option<syn::LitBool> {
+    if let Expr::Lit(lit) = expr
+        && let Lit::Bool(value) = &lit.lit
+    {
+        return Some(value.clone());
+    }
+    errors.at(expr, format!("expected `{name} = true` or `{name} = false`"));
+    None
 }

@@ -6,6 +6,7 @@ use syn::{FnArg, Ident, ItemFn, Pat, ReceiverKind, ReturnType, Type};
 use crate::diagnostics::Errors;
 
 /// A named parameter; a method's receiver is one too, named `self`.
+#[derive(Clone)]
 pub(crate) struct Parameter {
     pub(crate) ident: Ident,
     /// The tokens of a borrowed type (`&Db`, `&self`): the data is not the body's own.
@@ -18,6 +19,7 @@ impl Parameter {
     }
 }
 
+#[derive(Clone)]
 pub(crate) struct Signature {
     /// Every parameter in order, the receiver (`self`) first when there is one.
     pub(crate) parameters: Vec<Parameter>,
@@ -34,6 +36,9 @@ pub(crate) struct Signature {
     /// Whether `let __ret: <return type>` is valid (not for `impl Trait`).
     pub(crate) return_type_nameable: bool,
     pub(crate) type_parameters: Vec<Ident>,
+    /// Whether the parameters are references to the function's (in its
+    /// companion), so a placeholder reborrows rather than borrows them.
+    pub(crate) borrowed: bool,
 }
 
 impl Signature {
@@ -182,6 +187,7 @@ pub(crate) fn analyze(
         returns_type_parameter,
         return_type_nameable,
         type_parameters,
+        borrowed: false,
     }
 }
 

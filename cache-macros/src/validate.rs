@@ -7,7 +7,9 @@ use syn::visit::Visit;
 use syn::{Expr, Ident, LitStr};
 
 use crate::diagnostics::{Errors, closest, list};
-use crate::options::{CachedOptions, InvalidatesOptions, Returns, ReturnsKind, Seconds};
+use crate::options::{
+    Beta, CachePutOptions, CachedOptions, InvalidatesOptions, Returns, ReturnsKind, Seconds,
+};
 use crate::signature::Signature;
 use crate::template::{self, Template};
 
@@ -50,15 +52,33 @@ pub(crate) struct CachedPlan {
     pub(crate) stale: Option<Seconds>,
     pub(crate) fail_safe: Option<Seconds>,
     pub(crate) fail_safe_throttle: Option<Seconds>,
+    pub(crate) early_refresh: Option<Beta>,
+    pub(crate) soft_timeout: Option<Seconds>,
+    pub(crate) hard_timeout: Option<Seconds>,
+    pub(crate) max_loads: Option<Seconds>,
     pub(crate) group: Option<LitStr>,
     pub(crate) cache: Option<Expr>,
     pub(crate) codec: Option<syn::Path>,
     /// `schema = N`, written into the site.
     pub(crate) schema: Option<syn::LitInt>,
+    /// `linked = ...` as given.
+    pub(crate) linked: Option<bool>,
+    /// The parameters the entry depends on (not skipped), `self` excluded:
+    /// what the companion takes, by reference, after `&self` in a method.
+    pub(crate) entry_parameters: Vec<Ident>,
+}
+
+/// A `#[cache_put]`: the reader's entry, and how the write's output is read.
+pub(crate) struct CachePutPlan {
+    pub(crate) mode: ModePlan,
+    pub(crate) entry: Expr,
+    pub(crate) cache: Option<Expr>,
 }
 
 pub(crate) struct InvalidatesPlan {
     pub(crate) mode: ModePlan,
+    /// Entries named by their reader.
+    pub(crate) entries: Vec<Expr>,
     pub(crate) keys: Vec<Template>,
     pub(crate) tags: Vec<Template>,
     pub(crate) versions: Vec<Template>,
@@ -301,10 +321,21 @@ pub(crate) fn cached(
         stale: options.stale,
         fail_safe: options.fail_safe,
         fail_safe_throttle: options.fail_safe_throttle,
+        early_refresh: options.early_refresh,
+        soft_timeout: options.soft_timeout,
+        hard_timeout: options.hard_timeout,
+        max_loads: options.max_loads,
         group: options.group,
         cache: options.cache,
         codec: options.codec,
         schema: options.schema,
+        linked: options.linked.map(|linked| linked.value),
+        entry_parameters: signature
+            .parameters
+            .iter()
+            .filter(|p| !p.is_receiver() && !skipped.contains(&p.ident.to_string()))
+            .map(|p| p.ident.clone())
+            .collect(),
     })
 }
 
@@ -315,12 +346,17 @@ pub(crate) fn invalidates(
     errors: &mut Errors,
 ) -> Option<InvalidatesPlan> {
     let context = Context { signature, function };
-    if options.keys.is_empty() && options.tags.is_empty() && options.versions.is_empty() {
+    if options.entries.is_empty()
+        && options.keys.is_empty()
+        && options.tags.is_empty()
+        && options.versions.is_empty()
+    {
         errors.at_span(
             Span::call_site(),
-            "`#[invalidates]` has nothing to invalidate: give `keys = [...]`, `tags = [...]` or `versions = [...]`",
+            "`#[invalidates]` has nothing to invalidate: name the cached functions whose entries this write changes, as in `#[invalidates(get_user(id))]`, or give `keys = [...]`, `tags = [...]` or `versions = [...]`",
         );
     }
+    options.entries.iter().for_each(|entry| check_entry(entry, errors));
     if let Some(Returns { kind: ReturnsKind::Result | ReturnsKind::Option, value }) = &options.returns
         && !signature.return_type_nameable
     {
@@ -334,7 +370,8 @@ pub(crate) fn invalidates(
     let tags = context.templates(&options.tags, errors);
     let versions = context.templates(&options.versions, errors);
     let all: Vec<&Template> = keys.iter().chain(&tags).chain(&versions).collect();
-    let used = roots(&all);
+    let mut used = roots(&all);
+    used.extend(options.entries.iter().flat_map(names_in));
     for parameter in &signature.parameters {
         let name = parameter.ident.to_string();
         if used.contains(&name) || skipped.contains(&name) {
@@ -354,6 +391,7 @@ pub(crate) fn invalidates(
     }
     Some(InvalidatesPlan {
         mode: mode_plan(options.returns, signature),
+        entries: options.entries,
         keys,
         tags,
         versions,
@@ -361,14 +399,93 @@ pub(crate) fn invalidates(
     })
 }
 
+pub(crate) fn cache_put(
+    options: CachePutOptions,
+    signature: &Signature,
+    errors: &mut Errors,
+) -> Option<CachePutPlan> {
+    let mut entries = options.entries.into_iter();
+    let entry = entries.next();
+    if entry.is_none() {
+        errors.at_span(
+            Span::call_site(),
+            "`#[cache_put]` needs the cached function whose entry this write stores, as in `#[cache_put(get_user(id))]`",
+        );
+    }
+    for extra in entries {
+        errors.at(
+            &extra,
+            "`#[cache_put]` stores one value into one entry: name one cached function, and use `#[invalidates(...)]` for the others",
+        );
+    }
+    if let Some(entry) = &entry {
+        check_entry(entry, errors);
+    }
+    if !errors.is_empty() {
+        return None;
+    }
+    Some(CachePutPlan { mode: mode_plan(options.returns, signature), entry: entry?, cache: options.cache })
+}
+
+/// An entry named by its reader must be a call of it: `get_user(id)`,
+/// `users::get_user(id)`, `Self::load(id)` or `self.count(org)`.
+pub(crate) fn check_entry(entry: &Expr, errors: &mut Errors) {
+    let is_call = match entry {
+        Expr::Call(call) => matches!(&*call.func, Expr::Path(path) if path.qself.is_none()),
+        Expr::MethodCall(_) => true,
+        _ => false,
+    };
+    if !is_call {
+        errors.at(
+            entry,
+            "expected a call of a `#[cached]` function with the arguments of the entry, such as `get_user(id)` or `self.count(org)`, or an option such as `keys = [...]`",
+        );
+    }
+}
+
+/// The single-segment names an expression mentions, `self` included.
+fn names_in(expr: &Expr) -> Vec<String> {
+    #[derive(Default)]
+    struct Names(Vec<String>);
+    impl<'ast> Visit<'ast> for Names {
+        fn visit_path(&mut self, path: &'ast syn::Path) {
+            if let Some(first) = path.segments.first()
+                && path.leading_colon.is_none()
+            {
+                self.0.push(first.ident.to_string());
+            }
+            syn::visit::visit_path(self, path);
+        }
+    }
+    let mut names = Names::default();
+    names.visit_expr(expr);
+    names.0
+}
+
 /// `stale`, `fail_safe` and `fail_safe_throttle`: constants that name no
 /// parameter, a throttle only with a fail-safe, and a body that owns its data
 /// when a stale entry is refreshed after the call returned.
+/// Where an option's value is, for error spans.
+fn value_span(seconds: &Seconds) -> Option<proc_macro2::TokenStream> {
+    match seconds {
+        Seconds::Literal { literal, .. } => Some(quote::ToTokens::to_token_stream(literal)),
+        Seconds::Const(expr) => Some(quote::ToTokens::to_token_stream(expr)),
+        Seconds::Invalid => None,
+    }
+}
+
+/// The freshness options: constants that name no parameter, a throttle and
+/// timeouts only with a fail-safe, timeouts and `max_loads` not zero, and a
+/// body that owns its data when it may run after the call returned (`stale`,
+/// `early_refresh`, `soft_timeout`).
 fn check_freshness(options: &CachedOptions, signature: &Signature, errors: &mut Errors) {
     for (seconds, name) in [
         (&options.stale, "stale"),
         (&options.fail_safe, "fail_safe"),
         (&options.fail_safe_throttle, "fail_safe_throttle"),
+        (&options.soft_timeout, "soft_timeout"),
+        (&options.hard_timeout, "hard_timeout"),
+        (&options.max_loads, "max_loads"),
     ] {
         if let Some(Seconds::Const(expr)) = seconds {
             check_constant(expr, name, signature, errors);
@@ -382,16 +499,54 @@ fn check_freshness(options: &CachedOptions, signature: &Signature, errors: &mut 
             Some(Seconds::Const(expr)) => errors.at(expr, MESSAGE),
             _ => {}
         }
+        for (timeout, name) in
+            [(&options.soft_timeout, "soft_timeout"), (&options.hard_timeout, "hard_timeout")]
+        {
+            if let Some(span) = timeout.as_ref().and_then(value_span) {
+                errors.at(
+                    span,
+                    format!("`{name}` serves the fail-safe value when the body is slow, so it needs one: add `fail_safe = <seconds>`, or remove `{name}`"),
+                );
+            }
+        }
     }
-    if options.stale.is_none() {
+    for (number, name, what) in [
+        (&options.soft_timeout, "soft_timeout", "milliseconds"),
+        (&options.hard_timeout, "hard_timeout", "milliseconds"),
+        (&options.max_loads, "max_loads", "loads that may run at once"),
+    ] {
+        if let Some(Seconds::Literal { literal, value: 0 }) = number {
+            errors.at(
+                literal,
+                format!("`{name} = 0` is not a limit: give a positive number of {what}, or remove `{name}`"),
+            );
+        }
+    }
+    if let (Some(Seconds::Literal { literal, value: soft }), Some(Seconds::Literal { value: hard, .. })) =
+        (&options.soft_timeout, &options.hard_timeout)
+        && soft >= hard
+    {
+        errors.at(
+            literal,
+            "`soft_timeout` must be shorter than `hard_timeout`: past the soft timeout the caller gets the fail-safe value while the load goes on, until the hard timeout abandons it",
+        );
+    }
+    let background = if options.stale.is_some() {
+        "`stale` refreshes the entry in the background after the call returned"
+    } else if options.early_refresh.is_some() {
+        "`early_refresh` refreshes the entry in the background after the call returned"
+    } else if options.soft_timeout.is_some() {
+        "`soft_timeout` lets the load go on in the background after the call returned"
+    } else {
         return;
-    }
+    };
+    let option = background.split('`').nth(1).unwrap_or_default();
     for parameter in &signature.parameters {
         if let Some(borrow) = &parameter.borrow {
             errors.at(
                 borrow,
                 format!(
-                    "`stale` refreshes the entry in the background after the call returned, so the body must own its data: take `{}` by value (an `Arc<..>`, a `String`, a clone), or remove `stale`",
+                    "{background}, so the body must own its data: take `{}` by value (an `Arc<..>`, a `String`, a clone), or remove `{option}`",
                     parameter.ident
                 ),
             );

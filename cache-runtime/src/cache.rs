@@ -11,8 +11,9 @@ use crate::key::KeyWriter;
 use crate::single_flight::SingleFlight;
 use crate::site::Site;
 use crate::store::memory::MemoryStore;
-use crate::store::redis::{RedisSettings, RedisStore};
-use crate::store::{AnyStore, CacheError, LayerStatus, Store, Targets};
+use crate::store::redis::{ClusterTarget, RedisSettings, RedisStore, Target};
+use crate::store::tiered::TieredStore;
+use crate::store::{AnyStore, CacheError, LayerKind, LayerStatus, Store, Targets};
 
 /// How many keys the fail-safe throttle remembers (the oldest are forgotten first).
 const THROTTLED_KEYS: usize = 10_000;
@@ -48,6 +49,18 @@ pub(crate) struct Inner {
     /// Keys whose load failed and was answered by a fail-safe value: not loaded
     /// again until the deadline.
     throttled: quick_cache::sync::Cache<Box<[u8]>, Instant>,
+    /// Freshness settings for functions that do not set their own.
+    freshness: Freshness,
+    /// Bounds the bodies running at once over every function of this cache (`max_loads`).
+    load_permits: Option<tokio::sync::Semaphore>,
+}
+
+/// Cache-wide defaults of the freshness options a function does not set itself.
+#[derive(Debug, Clone, Copy, Default)]
+struct Freshness {
+    early_refresh: f64,
+    soft_timeout: Duration,
+    hard_timeout: Duration,
 }
 
 /// A `ttl` and `jitter` set at start-up for a function or a group.
@@ -75,6 +88,35 @@ pub struct CacheStatus {
     pub layers: Vec<LayerStatus>,
     /// Invalidations the store has not taken yet, being retried in the background.
     pub pending_invalidations: u64,
+    /// The coherence bus of a two-level cache ([`CacheBuilder::local_cache`]).
+    pub bus: Option<BusStatus>,
+}
+
+/// How many entries a cache holds, by namespace (the key up to its first
+/// single `:`: `user` of `user:7`, the function's path of a default key).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KeyCounts {
+    /// Entries per namespace.
+    pub namespaces: std::collections::BTreeMap<String, u64>,
+    /// Whether every entry was counted; on Redis a scan stops at its limit.
+    pub complete: bool,
+}
+
+/// The state of a two-level cache's coherence bus.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BusStatus {
+    /// Whether the subscriber is connected and has missed nothing, so the
+    /// in-process layer serves; otherwise reads go to Redis.
+    pub vouched: bool,
+    /// Messages received from other processes.
+    pub messages: u64,
+    /// Missed messages detected (a publisher's sequence skipped a number).
+    pub gaps: u64,
+    /// Times the in-process layer was emptied to start over: after each
+    /// (re)connection and each gap.
+    pub resyncs: u64,
 }
 
 impl CacheStatus {
@@ -136,11 +178,19 @@ pub struct CacheBuilder {
     max_bytes: u64,
     estimated_entries: usize,
     generation_capacity: usize,
-    redis: Option<redis::Client>,
+    redis: Option<Target>,
     settings: RedisSettings,
+    read_from_replicas: bool,
     invalidation_attempts: u32,
     ttl_overrides: Vec<TtlOverride>,
+    /// The in-process layer in front of Redis: its bound in bytes and the longest it keeps an entry.
+    local: Option<(u64, Duration)>,
+    freshness: Freshness,
+    max_loads: usize,
 }
+
+/// Default [`CacheBuilder::local_max_age`].
+pub const DEFAULT_LOCAL_MAX_AGE: Duration = Duration::from_secs(60);
 
 impl Default for CacheBuilder {
     fn default() -> Self {
@@ -150,8 +200,12 @@ impl Default for CacheBuilder {
             generation_capacity: 1_000_000,
             redis: None,
             settings: RedisSettings::default(),
+            read_from_replicas: false,
             invalidation_attempts: 10,
             ttl_overrides: Vec::new(),
+            local: None,
+            freshness: Freshness::default(),
+            max_loads: 0,
         }
     }
 }
@@ -190,8 +244,103 @@ impl CacheBuilder {
         }
         let client = redis::Client::open(url)
             .map_err(|error| ConfigError(format!("invalid Redis URL {url:?}: {error}")))?;
-        self.redis = Some(client);
+        self.redis = Some(Target::Single(client));
         Ok(self)
+    }
+
+    /// Stores entries in a Redis Cluster reached through `seeds`, URLs as for
+    /// [`CacheBuilder::redis`] (`redis://[user:password@]host:port`, or
+    /// `rediss://` with the `tls` feature), all with the same credentials. Any
+    /// node will do; give several (masters and replicas), since a two-level
+    /// cache's subscriber connects to them in turn. Replaces
+    /// [`CacheBuilder::redis`]; the other settings apply alike.
+    ///
+    /// The client learns the topology from the seeds and follows it by itself
+    /// (redirections, failovers, resharding); every guarantee of the standalone
+    /// store holds, and every wait, the client's retries included, is bounded
+    /// by [`CacheBuilder::timeout`]. An entry and its lease share a hash slot;
+    /// tag and version counters have slots of their own and are read in
+    /// parallel, one round trip per node. Plain reads go straight to the
+    /// slot's master. The circuit breaker is kept per range of slots, so a
+    /// failed or stalled master costs only the calls on its slots. Connects
+    /// lazily: the cluster need not be up yet.
+    ///
+    /// # Errors
+    /// No seed, a URL that cannot be parsed, seeds with different credentials,
+    /// or TLS without the `tls` feature.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), cache_runtime::ConfigError> {
+    /// let cache = cache_runtime::Cache::builder()
+    ///     .redis_cluster(&["redis://10.0.0.1:6379", "redis://10.0.0.2:6379", "redis://10.0.0.3:6379"])?
+    ///     .prefix("myapp:prod")?
+    ///     .build();
+    /// # Ok(()) }
+    /// ```
+    pub fn redis_cluster<S: AsRef<str>>(mut self, seeds: &[S]) -> Result<Self, ConfigError> {
+        let urls: Vec<String> = seeds.iter().map(|url| url.as_ref().to_owned()).collect();
+        if let Some(url) = urls.iter().find(|url| url.starts_with("rediss://"))
+            && !cfg!(feature = "tls")
+        {
+            return Err(ConfigError(format!(
+                "{url:?} asks for TLS: enable the `tls` feature of cache-runtime"
+            )));
+        }
+        let target = ClusterTarget::new(urls).map_err(ConfigError)?;
+        self.redis = Some(Target::Cluster(target));
+        Ok(self)
+    }
+
+    /// On a Redis Cluster, sends reads (the entry and its counters) to a random
+    /// replica of the slot's master rather than to the master (default off).
+    /// Spreads reads over more machines, but a replica lags its master: for
+    /// that lag (usually under a millisecond, longer under load or after a
+    /// partition) a read may still find an entry or a counter an invalidation
+    /// already changed, so a caller that starts right after an invalidation
+    /// may get the old value. Leases, stores and invalidations always go to the
+    /// master. Without a cluster it does nothing.
+    pub fn read_from_replicas(mut self, enabled: bool) -> Self {
+        self.read_from_replicas = enabled;
+        self
+    }
+
+    /// Puts a bounded in-process layer of `max_bytes` in front of Redis (a
+    /// two-level cache): a hit there costs no network, and every process's
+    /// layer is kept coherent through a Redis channel. Needs [`CacheBuilder::redis`];
+    /// without it the cache is in memory with this bound.
+    ///
+    /// What holds:
+    /// - The process that invalidates (or puts) never reads its old entry afterwards.
+    /// - Another process stops serving it when the bus message arrives (measured
+    ///   in BENCHMARKS.md; about a round trip to Redis).
+    /// - While the bus is disconnected, or after it missed a message, the layer
+    ///   serves nothing: it is emptied, and reads go to Redis until it is
+    ///   back. A dead connection is noticed within a second plus `timeout`.
+    /// - An entry stays in the layer at most what is left of its freshness
+    ///   in Redis, and at most [`CacheBuilder::local_max_age`].
+    ///
+    /// ```
+    /// # fn main() -> Result<(), cache_runtime::ConfigError> {
+    /// let cache = cache_runtime::Cache::builder()
+    ///     .redis("redis://127.0.0.1:6379")?
+    ///     .local_cache(64 << 20) // 64 MiB in each process
+    ///     .build();
+    /// # Ok(()) }
+    /// ```
+    pub fn local_cache(mut self, max_bytes: u64) -> Self {
+        let max_age = self.local.map_or(DEFAULT_LOCAL_MAX_AGE, |(_, age)| age);
+        self.local = Some((max_bytes, max_age));
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// The longest an entry stays in the in-process layer of a two-level cache
+    /// (default [`DEFAULT_LOCAL_MAX_AGE`]): the last bound on what a process
+    /// could serve if the bus lost a message unnoticed.
+    pub fn local_max_age(mut self, max_age: Duration) -> Self {
+        let max_bytes = self.local.map_or(self.max_bytes, |(bytes, _)| bytes);
+        self.local = Some((max_bytes, max_age));
+        self
     }
 
     /// Prefix of every Redis key, such as `"myapp:prod"` (default `"cache"`).
@@ -229,6 +378,27 @@ impl CacheBuilder {
     /// before running the body themselves (default 500 ms).
     pub fn lease_wait(mut self, wait: Duration) -> Self {
         self.settings.lease_wait = wait;
+        self
+    }
+
+    /// Whether a caller waiting for another process's load of an entry is woken
+    /// when that load stores or gives up (default `true`). The loader's script
+    /// publishes the entry key on `{prefix}:wake`, only for entries someone waits
+    /// for; each cache keeps one subscriber connection, made on the first such
+    /// wait and remade after failures. Waiters still look every 100 ms in case
+    /// a message is lost, and every 2 to 50 ms while the subscription is down
+    /// or turned off (`false`, for servers whose ACLs forbid `SUBSCRIBE`).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), cache_runtime::ConfigError> {
+    /// let cache = cache_runtime::Cache::builder()
+    ///     .redis("redis://127.0.0.1:6379/0")?
+    ///     .lease_notifications(false) // poll only
+    ///     .build();
+    /// # Ok(()) }
+    /// ```
+    pub fn lease_notifications(mut self, enabled: bool) -> Self {
+        self.settings.lease_notifications = enabled;
         self
     }
 
@@ -292,16 +462,86 @@ impl CacheBuilder {
         Ok(self)
     }
 
+    /// Early refresh for every function of this cache that does not set its
+    /// own `early_refresh`: a fresh entry is refreshed in the background before
+    /// it expires, with probability rising as expiry nears and with the time
+    /// its last load took (XFetch, `beta` 1.0 is the usual choice; larger
+    /// refreshes earlier; not a positive finite number: off). It needs a body
+    /// that can run after the call returned, so it applies to the functions
+    /// declared with `stale`, `early_refresh` or `soft_timeout` (their
+    /// parameters are owned).
+    ///
+    /// ```
+    /// let cache = cache_runtime::Cache::builder().early_refresh(1.0).build();
+    /// ```
+    pub fn early_refresh(mut self, beta: f64) -> Self {
+        self.freshness.early_refresh = beta;
+        self
+    }
+
+    /// The soft loader timeout of every function of this cache that does not
+    /// set its own (zero: none). When a call would load while a fail-safe value
+    /// is at hand (`fail_safe`), it waits at most this long for the body, then
+    /// gets that value while the load goes on in the background and fills the
+    /// cache. Like `early_refresh`, it applies to functions whose body owns its
+    /// data (declared with `stale`, `early_refresh` or `soft_timeout`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let cache = cache_runtime::Cache::builder().soft_timeout(Duration::from_millis(150)).build();
+    /// ```
+    pub fn soft_timeout(mut self, timeout: Duration) -> Self {
+        self.freshness.soft_timeout = timeout;
+        self
+    }
+
+    /// The hard loader timeout of every function of this cache that does not
+    /// set its own (zero: none). When a fail-safe value is at hand, a body still
+    /// running after this long is dropped (cancelled at its current `.await`),
+    /// the fail-safe value is served and the key is throttled like after a
+    /// failed load. Without such a value there is nothing else to return, so
+    /// the body runs to its end.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let cache = cache_runtime::Cache::builder().hard_timeout(Duration::from_secs(2)).build();
+    /// ```
+    pub fn hard_timeout(mut self, timeout: Duration) -> Self {
+        self.freshness.hard_timeout = timeout;
+        self
+    }
+
+    /// At most `loads` function bodies of this cache run at once in this
+    /// process, over all functions (0: no limit, the default). A caller beyond
+    /// the limit waits for a turn, first come first served, unless a stale
+    /// value within its `stale` or `fail_safe` window is at hand: then it gets
+    /// that value at once. A function's own `max_loads` applies as well.
+    ///
+    /// ```
+    /// let cache = cache_runtime::Cache::builder().max_loads(32).build();
+    /// ```
+    pub fn max_loads(mut self, loads: usize) -> Self {
+        self.max_loads = loads;
+        self
+    }
+
     /// The cache.
     pub fn build(self) -> Cache {
         let lease_wait = self.settings.lease_wait;
-        let store = match self.redis {
-            Some(client) => AnyStore::Redis(RedisStore::new(client, self.settings)),
-            None => AnyStore::Memory(MemoryStore::new(
-                self.max_bytes,
-                self.estimated_entries,
-                self.generation_capacity,
-            )),
+        let memory = || MemoryStore::new(self.max_bytes, self.estimated_entries, self.generation_capacity);
+        let target = self.redis.map(|target| match target {
+            Target::Cluster(mut cluster) => {
+                cluster.set_read_from_replicas(self.read_from_replicas);
+                Target::Cluster(cluster)
+            }
+            single @ Target::Single(_) => single,
+        });
+        let store = match (target, self.local) {
+            (Some(target), Some((_, max_age))) => {
+                AnyStore::Tiered(TieredStore::new(memory(), RedisStore::new(target, self.settings), max_age))
+            }
+            (Some(target), None) => AnyStore::Redis(RedisStore::new(target, self.settings)),
+            (None, _) => AnyStore::Memory(memory()),
         };
         Cache {
             inner: Arc::new(Inner {
@@ -312,6 +552,10 @@ impl CacheBuilder {
                 lease_wait,
                 ttl_overrides: self.ttl_overrides.into_boxed_slice(),
                 throttled: quick_cache::sync::Cache::new(THROTTLED_KEYS),
+                freshness: self.freshness,
+                load_permits: (self.max_loads > 0).then(|| {
+                    tokio::sync::Semaphore::new(self.max_loads.min(tokio::sync::Semaphore::MAX_PERMITS))
+                }),
             }),
         }
     }
@@ -374,22 +618,94 @@ impl Cache {
         }
     }
 
-    /// Removes the entry of a rendered key (`"user:42"`), and refuses the store
-    /// of any load of it in progress.
+    /// Removes the entry of a key written as its template renders it, with
+    /// values escaped by [`KeyWriter::write_part`], and refuses the store of any
+    /// load of it in progress. Prefer [`invalidate!`](crate::invalidate), which
+    /// names the entry by its reader and renders the key with the reader's code.
     ///
     /// # Errors
-    /// When Redis cannot be reached (never for the in-memory cache).
+    /// When Redis did not take it at once (never for the in-memory cache); it
+    /// is then retried in the background.
     ///
     /// ```
+    /// use cache_runtime::{Cache, KeyWriter};
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-    /// cache_runtime::Cache::in_memory().invalidate_key("user:42").await.unwrap();
+    /// let mut key = KeyWriter::new(); // the key of `key = "email:<address>"`
+    /// key.write_literal("email:");
+    /// key.write_part("a:b@x.io"); // escaped as the template escapes it
+    /// Cache::in_memory().invalidate_rendered(key).await.unwrap();
     /// # });
     /// ```
+    pub async fn invalidate_rendered(&self, mut key: KeyWriter) -> Result<(), CacheError> {
+        key.shorten();
+        invalidation::invalidate(self, Targets { keys: vec![key], dependencies: Vec::new() }).await
+    }
+
+    /// Removes the entry of a key given as text, unescaped: `"user:42"` works,
+    /// but a key whose values needed escaping (`"email:a:b@x.io"`) is not the
+    /// key the template rendered, so nothing is removed.
+    ///
+    /// # Errors
+    /// When Redis did not take it at once (never for the in-memory cache).
+    #[deprecated(
+        since = "0.1.0",
+        note = "text keys are not escaped as templates escape values: use `invalidate!(reader(args))` or `Cache::invalidate_rendered`"
+    )]
     pub async fn invalidate_key(&self, key: &str) -> Result<(), CacheError> {
         let mut writer = KeyWriter::new();
         writer.write_literal(key);
-        writer.shorten();
-        invalidation::invalidate(self, Targets { keys: vec![writer], dependencies: Vec::new() }).await
+        self.invalidate_rendered(writer).await
+    }
+
+    /// Empties the cache: every entry of this cache (in Redis, every key of its
+    /// prefix, with `SCAN` and `UNLINK`), and no load in progress is stored.
+    ///
+    /// # Errors
+    /// When Redis cannot be reached (never for the in-memory cache); part of
+    /// the keys may be deleted by then.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// cache_runtime::Cache::in_memory().clear().await.unwrap();
+    /// # });
+    /// ```
+    pub async fn clear(&self) -> Result<(), CacheError> {
+        self.inner.flights.doom_all();
+        let deleted = match &self.inner.store {
+            AnyStore::Memory(memory) => {
+                memory.clear();
+                return Ok(());
+            }
+            AnyStore::Redis(redis) => redis.clear().await?,
+            AnyStore::Tiered(tiered) => tiered.clear().await?,
+        };
+        tracing::info!(deleted, "cache cleared");
+        Ok(())
+    }
+
+    /// Counts the entries by namespace: exactly in memory; on Redis (and for a
+    /// two-level cache, which counts Redis) with `SCAN`, stopping after about
+    /// `limit` keys. Meant for a background task, never the request path.
+    ///
+    /// # Errors
+    /// When Redis cannot be reached.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let counts = cache_runtime::Cache::in_memory().key_counts(10_000).await.unwrap();
+    /// assert!(counts.namespaces.is_empty() && counts.complete);
+    /// # });
+    /// ```
+    pub async fn key_counts(&self, limit: u64) -> Result<KeyCounts, CacheError> {
+        let redis = match &self.inner.store {
+            AnyStore::Memory(memory) => {
+                return Ok(KeyCounts { namespaces: memory.key_counts(), complete: true });
+            }
+            AnyStore::Redis(redis) => redis,
+            AnyStore::Tiered(tiered) => tiered.l2(),
+        };
+        let (namespaces, _scanned, complete) = redis.key_counts(limit).await?;
+        Ok(KeyCounts { namespaces, complete })
     }
 
     /// Invalidates every entry tagged `tag` (`"org:7"`), in O(1).
@@ -456,6 +772,15 @@ impl Cache {
         Some(String::from_utf8_lossy(&redis.entry_key(writer.as_bytes())).into_owned())
     }
 
+    /// Drops the next message the coherence bus receives, as if Redis lost it:
+    /// a test hook for gap detection. Does nothing without a two-level cache.
+    #[doc(hidden)]
+    pub fn drop_next_bus_message(&self) {
+        if let AnyStore::Tiered(tiered) = &self.inner.store {
+            tiered.bus().drop_next_message();
+        }
+    }
+
     /// Each layer's size and health, and the invalidations still being retried.
     ///
     /// ```
@@ -466,9 +791,25 @@ impl Cache {
     /// ```
     #[must_use]
     pub fn status(&self) -> CacheStatus {
+        let (layers, bus) = match &self.inner.store {
+            AnyStore::Tiered(tiered) => {
+                let mut local = tiered.l1().status();
+                local.kind = LayerKind::Local;
+                let bus = tiered.bus();
+                let bus = BusStatus {
+                    vouched: bus.vouched(),
+                    messages: bus.messages.load(Ordering::Relaxed),
+                    gaps: bus.gaps.load(Ordering::Relaxed),
+                    resyncs: bus.resyncs.load(Ordering::Relaxed),
+                };
+                (vec![local, tiered.l2().status()], Some(bus))
+            }
+            store => (vec![store.status()], None),
+        };
         CacheStatus {
-            layers: vec![self.inner.store.status()],
+            layers,
             pending_invalidations: self.inner.pending_invalidations.load(Ordering::Relaxed),
+            bus,
         }
     }
 
@@ -490,6 +831,29 @@ impl Cache {
         if !duration.is_zero() {
             self.inner.throttled.insert(key.into(), crate::entry_info::deadline_after(duration));
         }
+    }
+
+    /// XFetch's beta for `site`: its own, else this cache's; `None`: off.
+    pub(crate) fn early_refresh(&self, site: &Site) -> Option<f64> {
+        let beta = self.inner.freshness.early_refresh;
+        site.early_refresh().or_else(|| (beta.is_finite() && beta > 0.0).then_some(beta))
+    }
+
+    /// The soft loader timeout of `site`: its own, else this cache's.
+    pub(crate) fn soft_timeout(&self, site: &Site) -> Option<Duration> {
+        let soft = self.inner.freshness.soft_timeout;
+        site.soft_timeout().or_else(|| (!soft.is_zero()).then_some(soft))
+    }
+
+    /// The hard loader timeout of `site`: its own, else this cache's.
+    pub(crate) fn hard_timeout(&self, site: &Site) -> Option<Duration> {
+        let hard = self.inner.freshness.hard_timeout;
+        site.hard_timeout().or_else(|| (!hard.is_zero()).then_some(hard))
+    }
+
+    /// The semaphore bounding the bodies of every function of this cache.
+    pub(crate) fn load_permits(&self) -> Option<&tokio::sync::Semaphore> {
+        self.inner.load_permits.as_ref()
     }
 
     /// How long a call waits for another process's load of the same entry.

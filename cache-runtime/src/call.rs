@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use crate::cache::Cache;
 use crate::codec::Codec;
-use crate::engine::{self, Loaded, Served, Start};
+use crate::engine::{self, Loaded, Refresh, Served, Start};
 use crate::invalidation;
 use crate::key::KeyWriter;
+use crate::linked::Entry;
 use crate::mode::Mode;
 use crate::site::Site;
 use crate::store::{MemoryEntry, Request, Store, Targets};
@@ -74,7 +75,7 @@ pub struct Dependencies<const TAGS: usize, const VERSIONS: usize> {
 }
 
 /// Counter names of tags, then versions.
-fn counter_names(tags: &[KeyWriter], versions: &[KeyWriter]) -> Vec<String> {
+pub(crate) fn counter_names(tags: &[KeyWriter], versions: &[KeyWriter]) -> Vec<String> {
     let tags = tags.iter().map(|tag| dependency_name(TAG, tag.as_str()));
     let versions = versions.iter().map(|version| dependency_name(VERSION, version.as_str()));
     tags.chain(versions).collect()
@@ -99,11 +100,8 @@ fn shared_entry(
 /// `body` once for all concurrent callers of the key and store its cacheable
 /// value, held and encoded as storage `S` says.
 pub async fn cached<M, R, K, S, C, F, const TAGS: usize, const VERSIONS: usize>(
-    site: &'static Site,
+    entry: Entry<R, K, TAGS, VERSIONS>,
     cache: C,
-    key: KeyWriter,
-    dependencies: Dependencies<TAGS, VERSIONS>,
-    generic_types: &[&'static str],
     body: F,
 ) -> R
 where
@@ -113,19 +111,17 @@ where
     C: AsCache,
     F: Future<Output = R>,
 {
-    let call = Call { site, key, tags: &dependencies.tags, versions: &dependencies.versions, generic_types };
-    // Without a body that outlives the call, a stale entry is not refreshed in the background.
-    call.run::<M, R, K, S, F>(cache.as_cache(), body, |_, _, _| {}).await
+    // Without a body that outlives the call, nothing runs in the background.
+    Call::from(entry).run::<M, R, K, S, F>(cache.as_cache(), body, Start::Lookup, |_, _, _, _, _| None).await
 }
 
-/// [`cached`] for functions with `stale`: the body owns its data, so a stale
-/// entry is served at once while the body refreshes it in a task of its own.
+/// [`cached`] for functions whose body owns its data (`stale`,
+/// `early_refresh`, `soft_timeout`): it may run in a task of its own, to
+/// refresh an entry while the caller is served, or to go on loading after the
+/// caller got the fail-safe value.
 pub async fn cached_refreshing<M, R, K, S, C, F, const TAGS: usize, const VERSIONS: usize>(
-    site: &'static Site,
+    entry: Entry<R, K, TAGS, VERSIONS>,
     cache: C,
-    key: KeyWriter,
-    dependencies: Dependencies<TAGS, VERSIONS>,
-    generic_types: &[&'static str],
     body: F,
 ) -> R
 where
@@ -137,11 +133,30 @@ where
     F: Future<Output = R> + Send + 'static,
     R: Send + 'static,
 {
-    let call = Call { site, key, tags: &dependencies.tags, versions: &dependencies.versions, generic_types };
-    call.run::<M, R, K, S, F>(cache.as_cache(), body, |cache, request, body| {
-        engine::spawn_refresh(cache, request, refresh_load::<M, R, S, F>(site, body));
-    })
-    .await
+    let site = entry.site;
+    Call::from(entry)
+        .run::<M, R, K, S, F>(
+            cache.as_cache(),
+            body,
+            Start::LookupOwned,
+            |cache, request, body, refresh, value| {
+                if refresh.wait.is_zero() {
+                    engine::spawn_refresh(
+                        cache,
+                        request,
+                        refresh_load::<M, R, S, F>(site, body, None),
+                        refresh,
+                        None,
+                    );
+                    return None;
+                }
+                let (sender, output) = tokio::sync::oneshot::channel();
+                let load = refresh_load::<M, R, S, F>(site, body, Some(sender));
+                engine::spawn_refresh(cache, request, load, refresh, Some(Arc::clone(value)));
+                Some(output)
+            },
+        )
+        .await
 }
 
 /// The cacheable part of a body's output.
@@ -170,31 +185,60 @@ where
     }
 }
 
-/// A body run for the cache alone (a background refresh): its cacheable part.
-async fn refresh_load<M: Mode<R>, R, S, F: Future<Output = R>>(site: &'static Site, body: F) -> Option<Loaded>
+/// A body run in a task of its own: its cacheable part, and its output sent
+/// to the caller that waits for it, with whether it is a value to serve.
+async fn refresh_load<M: Mode<R>, R, S, F: Future<Output = R>>(
+    site: &'static Site,
+    body: F,
+    output: Option<Output<R>>,
+) -> Option<Loaded>
 where
     M::Value: Cacheable<S>,
 {
-    let output = body.await;
-    cacheable::<M, R, S>(site, &output)
+    let returned = body.await;
+    let loaded = cacheable::<M, R, S>(site, &returned);
+    if let Some(output) = output {
+        let _ = output.send((returned, loaded.is_some()));
+    }
+    loaded
 }
+
+/// Where a body run in a task sends its output: with whether it is a value to serve.
+type Output<R> = tokio::sync::oneshot::Sender<(R, bool)>;
 
 /// One call of a `#[cached]` function, its key and dependencies rendered.
-struct Call<'a, const TAGS: usize, const VERSIONS: usize> {
+struct Call<const TAGS: usize, const VERSIONS: usize> {
     site: &'static Site,
     key: KeyWriter,
-    tags: &'a [KeyWriter; TAGS],
-    versions: &'a [KeyWriter; VERSIONS],
-    generic_types: &'a [&'static str],
+    tags: [KeyWriter; TAGS],
+    versions: [KeyWriter; VERSIONS],
+    generic_types: Vec<&'static str>,
 }
 
-impl<const TAGS: usize, const VERSIONS: usize> Call<'_, TAGS, VERSIONS> {
-    /// Serves the call; `refresh` starts a background refresh of a stale entry with the body.
+impl<R, K, const TAGS: usize, const VERSIONS: usize> From<Entry<R, K, TAGS, VERSIONS>>
+    for Call<TAGS, VERSIONS>
+{
+    fn from(entry: Entry<R, K, TAGS, VERSIONS>) -> Self {
+        let Dependencies { tags, versions } = entry.dependencies;
+        Self { site: entry.site, key: entry.key, tags, versions, generic_types: entry.generic_types }
+    }
+}
+
+impl<const TAGS: usize, const VERSIONS: usize> Call<TAGS, VERSIONS> {
+    /// Serves the call; `background` hands the body to a task (a refresh, or a
+    /// load past the soft timeout, whose output it gives back).
     async fn run<M, R, K, S, F>(
         mut self,
         cache: &Cache,
         body: F,
-        refresh: impl FnOnce(&Cache, &Request<'_>, F),
+        start: Start,
+        background: impl FnOnce(
+            &Cache,
+            &Request<'_>,
+            F,
+            Refresh,
+            &SharedValue,
+        ) -> Option<tokio::sync::oneshot::Receiver<(R, bool)>>,
     ) -> R
     where
         M: Mode<R>,
@@ -205,18 +249,35 @@ impl<const TAGS: usize, const VERSIONS: usize> Call<'_, TAGS, VERSIONS> {
         let site = self.site;
         self.key.shorten();
         let key = &self.key;
-        let fingerprint = site.fingerprint::<<M::Value as Cacheable<S>>::Stored>(self.generic_types);
-        if let Some(entry) = cache.inner.store.probe(key.as_bytes(), fingerprint)
+        crate::hot::record(key.as_str());
+        let fingerprint = site.fingerprint::<<M::Value as Cacheable<S>>::Stored>(&self.generic_types);
+        let start = if crate::warm::take_refresh() { Start::Reload } else { start };
+        if start.looks_up()
+            && let Some(entry) = cache.inner.store.probe(key.as_bytes(), fingerprint)
             && let Some(output) = shared_output::<M, R, S>(&entry.value)
         {
             site.record_hit();
             if entry.site != site.id() {
-                shared_entry(site, key, &entry, self.tags, self.versions);
+                shared_entry(site, key, &entry, &self.tags, &self.versions);
             }
             crate::entry_info::record(|| entry.meta.info(key, true));
+            if start == Start::LookupOwned
+                && let Some(refresh) = engine::early_refresh(cache, site, key.as_bytes(), &entry.meta)
+            {
+                let dependencies = counter_names(&self.tags, &self.versions);
+                let request = Request {
+                    site,
+                    key,
+                    dependencies: &dependencies,
+                    ops: OpsOf::<<M::Value as Cacheable<S>>::Stored, K>::OPS,
+                    fingerprint,
+                    absences: M::absent().is_some(),
+                };
+                background(cache, &request, body, refresh, &entry.value);
+            }
             return output;
         }
-        let dependencies = counter_names(self.tags, self.versions);
+        let dependencies = counter_names(&self.tags, &self.versions);
         let request = Request {
             site,
             key,
@@ -227,20 +288,34 @@ impl<const TAGS: usize, const VERSIONS: usize> Call<'_, TAGS, VERSIONS> {
         };
         let mut body = Some(body);
         let mut output = None;
-        let load = async {
-            let returned = body.take()?.await;
-            let cacheable = cacheable::<M, R, S>(site, &returned);
-            output = Some(returned);
-            cacheable
-        };
-        let value = match engine::serve(cache, &request, load, Start::Lookup).await {
+        let span = tracing::debug_span!("cache_load", function = site.function(), key = %key, outcome = tracing::field::Empty);
+        let load = tracing::Instrument::instrument(
+            async {
+                let returned = body.take()?.await;
+                let cacheable = cacheable::<M, R, S>(site, &returned);
+                let outcome = match &cacheable {
+                    Some(loaded) if loaded.negative => "absent",
+                    Some(_) => "value",
+                    None => "not cacheable",
+                };
+                tracing::Span::current().record("outcome", outcome);
+                output = Some(returned);
+                cacheable
+            },
+            span,
+        );
+        let value = match engine::serve(cache, &request, load, start).await {
             Served::Cached(value) => value,
-            Served::Stale { value, refresh: start_refresh } => {
-                if start_refresh && let Some(body) = body.take() {
-                    refresh(cache, &request, body);
+            Served::Stale { value, refresh: Some(refresh) } => {
+                if let Some(body) = body.take()
+                    && let Some(output) = background(cache, &request, body, refresh, &value)
+                    && let Some(output) = engine::await_load(site, output, refresh).await
+                {
+                    return output;
                 }
                 value
             }
+            Served::Stale { value, refresh: None } => value,
             Served::Loaded => match output {
                 Some(output) => return output,
                 None => unreachable!("the engine ran the body before answering `Loaded`"),

@@ -8,6 +8,13 @@
 //! panicked) one of them takes over. Another process's lease is waited for at
 //! most `lease_wait`.
 //!
+//! The freshness policies sit on this path: a stale entry is served while one
+//! refresh runs in a task of its own (`stale`); a fresh entry may be refreshed
+//! that way before it expires ([`xfetch`]); a load that fails, panics or runs
+//! past `hard_timeout` is answered by the fail-safe value; a caller with a
+//! fail-safe value at hand waits at most `soft_timeout` for a load; and every
+//! body runs under the function's and the cache's `max_loads`.
+//!
 //! Only [`serve`] is generic (over the body's future); everything it calls is
 //! compiled once.
 
@@ -16,9 +23,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::cache::Cache;
-use crate::entry_info::{self, deadline_after, duration_ms, unix_ms};
+use crate::entry_info::{self, EntryMeta, deadline_after, duration_ms, unix_ms};
 use crate::single_flight::{FlightGuard, Outcome, Role, wait};
-use crate::store::{AnyStore, CacheError, Commit, Fill, Found, Lease, Request, Store, Ticket, new_token};
+use crate::site::Site;
+use crate::store::{
+    AnyStore, CacheError, Commit, Fill, Found, Lease, ReleaseWatch, Request, Store, Ticket, new_token,
+};
 use crate::value::SharedValue;
 
 /// What a body's run gives the cache: its cacheable value, and whether that
@@ -34,9 +44,21 @@ pub(crate) enum Served {
     Cached(SharedValue),
     /// By this call's own body, whose output the caller holds.
     Loaded,
-    /// By a stale entry: past its freshness while it is refreshed (`refresh`:
-    /// the caller should start the refresh), or because the load failed (fail-safe).
-    Stale { value: SharedValue, refresh: bool },
+    /// By a stored value served as is: stale while it is refreshed, the
+    /// fail-safe value, or a fresh value due for an early refresh. With
+    /// `refresh`, the caller should hand its body to [`spawn_refresh`].
+    Stale { value: SharedValue, refresh: Option<Refresh> },
+}
+
+/// A load the caller should start in the background with its body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Refresh {
+    /// `filled_at_ms` of the entry it replaces: a refresh that finds a newer one stops.
+    pub(crate) replaces: u64,
+    /// Zero: a refresh, the caller serves the value at once. Otherwise the
+    /// caller's own load (`soft_timeout`): it waits this long for the body's
+    /// output before serving the fail-safe value.
+    pub(crate) wait: Duration,
 }
 
 /// Where [`serve`] starts.
@@ -44,8 +66,78 @@ pub(crate) enum Served {
 pub(crate) enum Start {
     /// Look the entry up first (a call that missed in process memory).
     Lookup,
-    /// Load at once (a background refresh of a stale entry).
-    Refresh,
+    /// [`Start::Lookup`] for a body that owns its data: it may be handed to a
+    /// task (early refresh, `soft_timeout`).
+    LookupOwned,
+    /// Refresh in the background: no lookup; stops when another process holds
+    /// the lease or the entry was already replaced.
+    Refresh { replaces: u64 },
+    /// A caller's load continued in the background (`soft_timeout`): no lookup,
+    /// the fail-safe rules of the caller.
+    Detached,
+    /// Load at once, as after a miss, even over a fresh entry ([`crate::refresh`],
+    /// a page cache's refresh, which checks for a newer page under the lease).
+    Reload,
+}
+
+impl Start {
+    pub(crate) fn looks_up(self) -> bool {
+        matches!(self, Self::Lookup | Self::LookupOwned)
+    }
+}
+
+/// XFetch (Vattani, Chierichetti and Lowenstein, VLDB 2015): whether a read at
+/// `now_us` of an entry fresh until `expiry_us`, whose last load took
+/// `delta_us`, refreshes it early: when `now - delta * beta * ln(random) >=
+/// expiry`, `random` uniform in (0, 1]. A read at a gap `g` before expiry
+/// refreshes with probability `exp(-g / (delta * beta))`: a hot key is
+/// refreshed shortly before it expires, a rarely read one almost never, and an
+/// entry that loads instantly (`delta` 0) never early.
+pub(crate) fn xfetch(now_us: u64, expiry_us: u64, delta_us: u64, beta: f64, random: f64) -> bool {
+    if now_us >= expiry_us {
+        return true;
+    }
+    let gap = -(delta_us as f64) * beta * random.ln();
+    gap >= (expiry_us - now_us) as f64
+}
+
+/// On a fresh hit: the early refresh to start, if XFetch says so and no load
+/// of the key runs in this process.
+pub(crate) fn early_refresh(
+    cache: &Cache,
+    site: &'static Site,
+    key: &[u8],
+    meta: &EntryMeta,
+) -> Option<Refresh> {
+    let beta = cache.early_refresh(site)?;
+    let now_us = unix_ms().saturating_mul(1000);
+    let expiry_us = meta.fresh_until_ms.saturating_mul(1000);
+    let random = 1.0 - fastrand::f64(); // (0, 1]
+    if !xfetch(now_us, expiry_us, meta.load_micros, beta, random) || cache.inner.flights.is_loading(key) {
+        return None;
+    }
+    site.record_early_refresh();
+    Some(Refresh { replaces: meta.filled_at_ms, wait: Duration::ZERO })
+}
+
+/// Waits at most `refresh.wait` for the output of a load handed to a task
+/// (`soft_timeout`): `None` when it did not come in time, or was a failure
+/// (`ok` false): the caller then serves the fail-safe value.
+pub(crate) async fn await_load<R>(
+    site: &'static Site,
+    output: tokio::sync::oneshot::Receiver<(R, bool)>,
+    refresh: Refresh,
+) -> Option<R> {
+    match tokio::time::timeout(refresh.wait, output).await {
+        Ok(Ok((output, true))) => return Some(output),
+        Ok(_) => {}
+        Err(_) => {
+            site.record_soft_timeout();
+            tracing::debug!(function = site.function(), "soft timeout: serving the fail-safe value");
+        }
+    }
+    site.record_fail_safe();
+    None
 }
 
 /// Answers a call that missed in process memory: from the store, another
@@ -56,16 +148,35 @@ pub(crate) async fn serve<L>(cache: &Cache, request: &Request<'_>, load: L, star
 where
     L: Future<Output = Option<Loaded>>,
 {
+    serve_from(cache, request, load, start, None).await
+}
+
+/// [`serve`], with the fail-safe value a detached load inherits from its caller.
+async fn serve_from<L>(
+    cache: &Cache,
+    request: &Request<'_>,
+    load: L,
+    start: Start,
+    mut fallback: Option<SharedValue>,
+) -> Served
+where
+    L: Future<Output = Option<Loaded>>,
+{
     let load = pin!(load);
     let store = &cache.inner.store;
     let site = request.site;
-    // A stale entry the fail-safe may serve if the load fails.
-    let mut fallback = None;
-    if start == Start::Lookup && (store.is_remote() || !site.keep().is_zero()) {
+    // `filled_at_ms` of the fail-safe value, which a detached load replaces.
+    let mut fallback_filled = 0;
+    if start.looks_up() && (store.is_remote() || !site.keep().is_zero()) {
         match store.lookup(request).await {
             Found::Fresh(value, meta) if request.accepts(&value) => {
                 site.record_hit();
                 entry_info::record(|| meta.info(request.key, true));
+                if start == Start::LookupOwned
+                    && let Some(refresh) = early_refresh(cache, site, request.key.as_bytes(), &meta)
+                {
+                    return Served::Stale { value, refresh: Some(refresh) };
+                }
                 return Served::Cached(value);
             }
             Found::Stale(value, meta) if request.accepts(&value) => {
@@ -73,16 +184,18 @@ where
                 if stale_for < duration_ms(site.stale()) {
                     site.record_stale_served();
                     entry_info::record(|| meta.info(request.key, true));
-                    let refresh = !cache.inner.flights.is_loading(request.key.as_bytes());
+                    let refresh = (!cache.inner.flights.is_loading(request.key.as_bytes()))
+                        .then_some(Refresh { replaces: meta.filled_at_ms, wait: Duration::ZERO });
                     return Served::Stale { value, refresh };
                 }
                 if stale_for < duration_ms(site.fail_safe()) {
                     fallback = Some(value);
+                    fallback_filled = meta.filled_at_ms;
                 }
             }
             Found::Unavailable => {
                 site.record_miss();
-                return run_unstored(request, load).await;
+                return run_unstored(cache, request, load).await;
             }
             Found::Fresh(..) | Found::Stale(..) | Found::Miss => {}
         }
@@ -91,20 +204,45 @@ where
         && cache.is_throttled(request.key.as_bytes())
     {
         site.record_fail_safe();
-        return Served::Stale { value: Arc::clone(value), refresh: false };
+        return Served::Stale { value: Arc::clone(value), refresh: None };
+    }
+    let flights = &cache.inner.flights;
+    let soft_timeout = fallback.as_ref().and(cache.soft_timeout(site));
+    // With a fail-safe value and a soft timeout, an owned body loads in a task
+    // of its own, which the caller waits for at most the soft timeout.
+    if start == Start::LookupOwned
+        && let (Some(value), Some(wait)) = (&fallback, soft_timeout)
+        && !flights.is_loading(request.key.as_bytes())
+    {
+        site.record_miss();
+        let refresh = Refresh { replaces: fallback_filled, wait };
+        return Served::Stale { value: Arc::clone(value), refresh: Some(refresh) };
     }
     site.record_miss();
-    let flights = &cache.inner.flights;
     let mut after_failure = false;
     loop {
         let waiter = match flights.join(request.key.as_bytes(), request.dependencies) {
-            Role::Leader(flight) => return lead(cache, request, flight, load, fallback).await,
+            Role::Leader(flight) => return lead(cache, request, flight, load, fallback, start).await,
             // The last leader failed and another caller leads now: do not queue
             // behind it, run this call's own body at once, without storing.
-            Role::Waiter(_) if after_failure => return run_unstored(request, load).await,
+            Role::Waiter(_) if after_failure => return run_unstored(cache, request, load).await,
             Role::Waiter(waiter) => waiter,
         };
-        match wait(waiter).await {
+        let outcome = match soft_timeout {
+            Some(soft_timeout) => match tokio::time::timeout(soft_timeout, wait(waiter)).await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    site.record_soft_timeout();
+                    site.record_fail_safe();
+                    if let Some(value) = fallback {
+                        return Served::Stale { value, refresh: None };
+                    }
+                    continue;
+                }
+            },
+            None => wait(waiter).await,
+        };
+        match outcome {
             Outcome::Stored => {
                 if let Found::Fresh(value, meta) = cache.inner.store.lookup(request).await
                     && request.accepts(&value)
@@ -117,7 +255,7 @@ where
             Outcome::Failed => {
                 if let Some(value) = fallback {
                     site.record_fail_safe();
-                    return Served::Stale { value, refresh: false };
+                    return Served::Stale { value, refresh: None };
                 }
                 after_failure = true;
             }
@@ -126,59 +264,111 @@ where
     }
 }
 
-/// Refreshes a stale entry in a task of its own, which survives the caller:
-/// one flight in process, the lease across processes, the usual commit rules.
-pub(crate) fn spawn_refresh<L>(cache: &Cache, request: &Request<'_>, load: L)
-where
+/// Runs `load` in a task of its own, which survives the caller: one flight in
+/// process, the lease across processes, the usual commit rules. A refresh
+/// (`fallback` `None`) stops when another process holds the lease or the
+/// entry was replaced meanwhile; a caller's load handed over at its soft
+/// timeout keeps the caller's fail-safe value for its own failures.
+pub(crate) fn spawn_refresh<L>(
+    cache: &Cache,
+    request: &Request<'_>,
+    load: L,
+    refresh: Refresh,
+    fallback: Option<SharedValue>,
+) where
     L: Future<Output = Option<Loaded>> + Send + 'static,
 {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return; // no runtime to refresh on: the entry is loaded when it expires
     };
-    request.site.record_refresh();
+    let start = match fallback {
+        Some(_) => Start::Detached,
+        None => {
+            request.site.record_refresh();
+            Start::Refresh { replaces: refresh.replaces }
+        }
+    };
     let cache = cache.clone();
     let (site, key, dependencies) = (request.site, request.key.clone(), request.dependencies.to_vec());
     let (ops, fingerprint, absences) = (request.ops, request.fingerprint, request.absences);
     runtime.spawn(async move {
         let request = Request { site, key: &key, dependencies: &dependencies, ops, fingerprint, absences };
-        serve(&cache, &request, load, Start::Refresh).await;
+        serve_from(&cache, &request, load, start, fallback).await;
     });
 }
 
+/// Stores `value` as a load would, taking the entry's lease over so that a
+/// load in progress is refused: the put wins. `Err` when it was not stored.
+pub(crate) async fn put(cache: &Cache, request: &Request<'_>, value: &SharedValue) -> Result<(), CacheError> {
+    let store = &cache.inner.store;
+    let lifetime = cache.entry_lifetime(request.site);
+    let ticket = store.begin_put(request, lifetime, new_token()).await?;
+    let fill = Fill { value, lifetime, keep: request.site.keep(), load_time: Duration::ZERO };
+    match store.commit(request, &ticket, fill).await {
+        Commit::Stored(meta) => {
+            entry_info::record(|| meta.info(request.key, false));
+            Ok(())
+        }
+        Commit::Refused | Commit::NotStored => Err(CacheError::NotStored),
+    }
+}
+
 /// Leads a flight: takes the lease, runs the body, commits its value. A body
-/// that fails or panics while a fail-safe value exists is answered with that
-/// value, and the key is not loaded again for `fail_safe_throttle`.
+/// that fails, panics or outruns `hard_timeout` while a fail-safe value exists
+/// is answered with that value, and the key is not loaded again for
+/// `fail_safe_throttle`.
 async fn lead<L>(
     cache: &Cache,
     request: &Request<'_>,
     flight: FlightGuard<'_>,
     load: Pin<&mut L>,
     fallback: Option<SharedValue>,
+    start: Start,
 ) -> Served
 where
     L: Future<Output = Option<Loaded>>,
 {
     let site = request.site;
     let lifetime = cache.entry_lifetime(site);
-    let lease = match claim(cache, request, lifetime).await {
+    let lease = match claim(cache, request, lifetime, start).await {
         Claim::Served(value) => {
             flight.finish(Outcome::Stored);
             return Served::Cached(value);
         }
+        Claim::Stop(outcome) => {
+            flight.finish(outcome);
+            return Served::Loaded;
+        }
         Claim::Load(lease) => lease,
     };
+    let permits = match &fallback {
+        None => LoadPermits::take(cache, site).await,
+        Some(value) => match LoadPermits::try_take(cache, site) {
+            Some(permits) => permits,
+            None => {
+                // No turn free under `max_loads`, and a stale value at hand.
+                drop(lease); // gives the lease back
+                flight.finish(Outcome::Failed);
+                site.record_fail_safe();
+                return Served::Stale { value: Arc::clone(value), refresh: None };
+            }
+        },
+    };
     let started = Instant::now();
-    let value = if fallback.is_some() {
-        match CatchUnwind(load).await {
+    let value = match &fallback {
+        Some(_) => match permits.run(guarded(CatchUnwind(load), cache.hard_timeout(site))).await {
             Ok(value) => value,
-            Err(panic) => {
+            Err(Abandoned::Panicked) => {
                 tracing::warn!(function = site.function(), key = %request.key, "the body panicked: serving the fail-safe value");
-                drop(panic);
                 None
             }
-        }
-    } else {
-        load.await
+            Err(Abandoned::TimedOut) => {
+                site.record_hard_timeout();
+                tracing::warn!(function = site.function(), key = %request.key, "hard timeout: the load is abandoned, serving the fail-safe value");
+                None
+            }
+        },
+        None => permits.run(load).await,
     };
     let load_time = started.elapsed();
     site.record_load(load_time);
@@ -190,7 +380,7 @@ where
         cache.throttle(request.key.as_bytes(), site.fail_safe_throttle());
         site.record_fail_safe();
         tracing::warn!(function = site.function(), key = %request.key, "load failed: serving the fail-safe value");
-        return Served::Stale { value, refresh: false };
+        return Served::Stale { value, refresh: None };
     }
     let fill = value.as_ref().map(|loaded| Fill {
         value: &loaded.value,
@@ -200,6 +390,100 @@ where
     });
     finish(request, flight, lease, fill).await;
     Served::Loaded
+}
+
+/// Why a body guarded by the fail-safe gave no value.
+enum Abandoned {
+    Panicked,
+    TimedOut,
+}
+
+/// Runs a body under the fail-safe: a panic or the hard timeout ends it.
+async fn guarded<L: Future>(
+    body: CatchUnwind<'_, L>,
+    hard_timeout: Option<Duration>,
+) -> Result<L::Output, Abandoned> {
+    let outcome = match hard_timeout {
+        Some(hard_timeout) => {
+            tokio::time::timeout(hard_timeout, body).await.map_err(|_| Abandoned::TimedOut)?
+        }
+        None => body.await,
+    };
+    outcome.map_err(|panic| {
+        drop(panic);
+        Abandoned::Panicked
+    })
+}
+
+tokio::task_local! {
+    /// The cache whose `max_loads` turn the current body holds: a cached call
+    /// inside the body does not wait for a second turn of the same cache.
+    static HOLDS_TURN_OF: usize;
+}
+
+/// Turns to run a body under the function's and the cache's `max_loads`.
+struct LoadPermits<'a> {
+    _site: Option<tokio::sync::SemaphorePermit<'a>>,
+    cache: Option<tokio::sync::SemaphorePermit<'a>>,
+    cache_id: usize,
+}
+
+impl<'a> LoadPermits<'a> {
+    /// Waits for a turn, first come, first served.
+    async fn take(cache: &'a Cache, site: &'static Site) -> Self {
+        let (site_permits, cache_permits, cache_id) = Self::semaphores(cache, site);
+        let mut waited = false;
+        let mut permits = [None, None];
+        for (slot, semaphore) in permits.iter_mut().zip([site_permits, cache_permits]) {
+            let Some(semaphore) = semaphore else { continue };
+            *slot = match semaphore.try_acquire() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    waited = true;
+                    semaphore.acquire().await.ok() // never closed
+                }
+            };
+        }
+        if waited {
+            site.record_throttled_load();
+        }
+        let [site_permit, cache_permit] = permits;
+        Self { _site: site_permit, cache: cache_permit, cache_id }
+    }
+
+    /// A turn if one is free at once (a stale value is at hand otherwise).
+    fn try_take(cache: &'a Cache, site: &'static Site) -> Option<Self> {
+        let (site_permits, cache_permits, cache_id) = Self::semaphores(cache, site);
+        let take = |semaphore: Option<&'a tokio::sync::Semaphore>| match semaphore {
+            None => Ok(None),
+            Some(semaphore) => semaphore.try_acquire().map(Some),
+        };
+        match (take(site_permits), take(cache_permits)) {
+            (Ok(site_permit), Ok(cache_permit)) => {
+                Some(Self { _site: site_permit, cache: cache_permit, cache_id })
+            }
+            _ => {
+                site.record_throttled_load();
+                None
+            }
+        }
+    }
+
+    /// The function's and the cache's semaphores; not the cache's for a call
+    /// inside a body that holds a turn of it already.
+    fn semaphores(
+        cache: &'a Cache,
+        site: &'static Site,
+    ) -> (Option<&'a tokio::sync::Semaphore>, Option<&'a tokio::sync::Semaphore>, usize) {
+        let cache_id = Arc::as_ptr(&cache.inner) as usize;
+        let nested = HOLDS_TURN_OF.try_with(|held| *held == cache_id).unwrap_or(false);
+        (site.load_permits(), if nested { None } else { cache.load_permits() }, cache_id)
+    }
+
+    /// Runs `body` holding the turns.
+    async fn run<F: Future>(self, body: F) -> F::Output {
+        if self.cache.is_some() { HOLDS_TURN_OF.scope(self.cache_id, body).await } else { body.await }
+    }
 }
 
 /// Polls a future, turning a panic into an `Err` with its payload.
@@ -220,11 +504,13 @@ impl<L: Future> Future for CatchUnwind<'_, L> {
 
 /// Runs the body without storing its value.
 async fn run_unstored<L: Future<Output = Option<Loaded>>>(
+    cache: &Cache,
     request: &Request<'_>,
     load: Pin<&mut L>,
 ) -> Served {
+    let permits = LoadPermits::take(cache, request.site).await;
     let started = Instant::now();
-    load.await;
+    permits.run(load).await;
     request.site.record_load(started.elapsed());
     Served::Loaded
 }
@@ -233,22 +519,56 @@ async fn run_unstored<L: Future<Output = Option<Loaded>>>(
 enum Claim<'s, 'r> {
     /// Another process stored the value meanwhile.
     Served(SharedValue),
+    /// A refresh that is not needed: another process refreshes, or did.
+    Stop(Outcome),
     /// Load, and store under this lease (without one, the store is unavailable: do not store).
     Load(LeaseGuard<'s, 'r>),
 }
 
-/// Takes the lease, waiting at most `lease_wait` for another process's load.
-async fn claim<'s, 'r>(cache: &'s Cache, request: &'s Request<'r>, lifetime: Duration) -> Claim<'s, 'r> {
+/// How often a caller waiting for another process's lease looks anyway when
+/// the release is announced (a lost announcement costs at most this).
+const ANNOUNCED_POLL: Duration = Duration::from_millis(100);
+
+/// Takes the lease, waiting at most `lease_wait` for another process's load:
+/// woken when its release is announced, else polling every 2 to 50 ms. A
+/// refresh does not wait: another process refreshes already.
+async fn claim<'s, 'r>(
+    cache: &'s Cache,
+    request: &'s Request<'r>,
+    lifetime: Duration,
+    start: Start,
+) -> Claim<'s, 'r> {
     let store = &cache.inner.store;
     match LeaseGuard::take(store, request, lifetime).await {
-        Ok(Some(lease)) => return Claim::Load(lease),
+        Ok(Some(lease)) => {
+            if let Start::Refresh { replaces } = start
+                && let Found::Fresh(_, meta) = store.lookup(request).await
+                && meta.filled_at_ms > replaces
+            {
+                return Claim::Stop(Outcome::Stored); // refreshed meanwhile; the lease is given back
+            }
+            return Claim::Load(lease);
+        }
+        Ok(None) if matches!(start, Start::Refresh { .. }) => return Claim::Stop(Outcome::Retry),
         Ok(None) => {}
         Err(error) => return Claim::Load(unavailable(store, request, &error)),
     }
     let deadline = deadline_after(cache.lease_wait());
+    // Another process loads: wake when it announces its release. A release
+    // before the watch began is caught by looking once at once.
+    let mut release = store.watch_release(request.key);
+    let mut look_now = release.as_ref().is_some_and(ReleaseWatch::live);
     let mut pause = Duration::from_millis(2);
-    while Instant::now() < deadline {
-        tokio::time::sleep(pause).await;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|left| !left.is_zero()) {
+        match &mut release {
+            _ if std::mem::take(&mut look_now) => {}
+            // The release is announced: wake on it, polling seldom in case it is lost.
+            Some(release) if release.live() => release.wait(left.min(ANNOUNCED_POLL)).await,
+            _ => {
+                tokio::time::sleep(pause.min(left)).await;
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+        }
         match store.lookup(request).await {
             Found::Fresh(value, meta) if request.accepts(&value) => {
                 entry_info::record(|| meta.info(request.key, true));
@@ -258,11 +578,18 @@ async fn claim<'s, 'r>(cache: &'s Cache, request: &'s Request<'r>, lifetime: Dur
             Found::Fresh(..) | Found::Stale(..) | Found::Miss => {}
         }
         match LeaseGuard::take(store, request, lifetime).await {
-            Ok(Some(lease)) => return Claim::Load(lease),
+            // The holder may have stored between the look and the take: look
+            // again (the lease is given back if so).
+            Ok(Some(lease)) => match store.lookup(request).await {
+                Found::Fresh(value, meta) if request.accepts(&value) => {
+                    entry_info::record(|| meta.info(request.key, true));
+                    return Claim::Served(value);
+                }
+                _ => return Claim::Load(lease),
+            },
             Ok(None) => {}
             Err(error) => return Claim::Load(unavailable(store, request, &error)),
         }
-        pause = (pause * 2).min(Duration::from_millis(50));
     }
     tracing::debug!(function = request.site.function(), key = %request.key, "lease wait over: loading without storing");
     Claim::Load(LeaseGuard::none(store, request))
@@ -365,5 +692,87 @@ impl Drop for LeaseGuard<'_, '_> {
         if let Some(token) = self.token {
             self.store.abandon(self.request.key, token);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::xfetch;
+
+    const MS: u64 = 1_000; // microseconds
+    const DELTA: u64 = 100 * MS;
+    const EXPIRY: u64 = 10_000 * MS;
+
+    /// Whether a read at `gap` before expiry refreshes, with a uniform draw from `rng`.
+    fn draw(rng: &mut fastrand::Rng, gap: u64) -> bool {
+        xfetch(EXPIRY - gap, EXPIRY, DELTA, 1.0, 1.0 - rng.f64())
+    }
+
+    /// `observed` within five standard deviations (plus a little slack) of `p` over `n` trials.
+    fn close(observed: f64, p: f64, n: usize) -> bool {
+        let sigma = (p * (1.0 - p) / n as f64).sqrt();
+        (observed - p).abs() <= 5.0 * sigma + 0.002
+    }
+
+    #[test]
+    fn one_read_refreshes_with_probability_exp_of_minus_gap_over_delta_beta() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let n = 20_000;
+        for gap_ms in [10, 50, 100, 200, 500] {
+            let refreshed = (0..n).filter(|_| draw(&mut rng, gap_ms * MS)).count();
+            let observed = refreshed as f64 / n as f64;
+            let predicted = (-(gap_ms as f64) / 100.0).exp();
+            assert!(close(observed, predicted, n), "gap {gap_ms} ms: {observed} against {predicted}");
+        }
+    }
+
+    #[test]
+    fn a_hot_key_is_refreshed_shortly_before_expiry_as_predicted() {
+        // Entries read every millisecond from 1 s before expiry: where does the
+        // first refresh happen?
+        let mut rng = fastrand::Rng::with_seed(11);
+        let n = 5_000;
+        let gaps: Vec<u64> = (1..=1_000).rev().map(|ms| ms * MS).collect();
+        let refreshed_at: Vec<u64> =
+            (0..n).map(|_| gaps.iter().copied().find(|&gap| draw(&mut rng, gap)).unwrap_or(0)).collect();
+        assert!(refreshed_at.iter().all(|&gap| gap > 0), "every hot entry is refreshed before it expires");
+        for x_ms in [100, 200, 300, 500] {
+            // Refreshed more than x before expiry unless every read up to then declined.
+            let declined: f64 = gaps
+                .iter()
+                .filter(|&&gap| gap > x_ms * MS)
+                .map(|&gap| 1.0 - (-(gap as f64) / DELTA as f64).exp())
+                .product();
+            let predicted = 1.0 - declined;
+            let observed = refreshed_at.iter().filter(|&&gap| gap > x_ms * MS).count() as f64 / n as f64;
+            assert!(close(observed, predicted, n), "earlier than {x_ms} ms: {observed} against {predicted}");
+        }
+    }
+
+    #[test]
+    fn a_rarely_read_key_is_almost_never_refreshed_early() {
+        // Reads every 5 s (50 times the load time), at a random phase.
+        let mut rng = fastrand::Rng::with_seed(13);
+        let n = 20_000;
+        let refreshed = (0..n)
+            .filter(|_| {
+                let phase = rng.u64(1..5_000 * MS);
+                [phase, phase + 5_000 * MS].iter().any(|&gap| draw(&mut rng, gap))
+            })
+            .count();
+        let observed = refreshed as f64 / n as f64;
+        // E[exp(-U / delta)] for U uniform over 5 s: delta / 5 s = 0.02.
+        assert!(close(observed, 0.02, n), "{observed}");
+    }
+
+    #[test]
+    fn edges() {
+        assert!(xfetch(EXPIRY, EXPIRY, DELTA, 1.0, 0.5), "expired");
+        assert!(!xfetch(0, EXPIRY, 0, 1.0, 1e-300), "an instant load is never refreshed early");
+        assert!(!xfetch(0, EXPIRY, DELTA, 1.0, 1.0), "a draw of 1 never refreshes a fresh entry");
+        assert!(xfetch(EXPIRY - 1, EXPIRY, DELTA, 1.0, 0.0), "a draw of 0 always does");
+        // Extreme values neither panic nor refresh a far expiry with an instant load.
+        let _ = xfetch(0, u64::MAX, u64::MAX, f64::MAX, 0.5);
+        assert!(!xfetch(0, u64::MAX, 0, f64::MAX, f64::MIN_POSITIVE));
     }
 }

@@ -125,6 +125,11 @@ pub struct KeyWriter {
 }
 
 impl KeyWriter {
+    /// A key as rendered (and shortened) elsewhere, such as in a bus message.
+    pub(crate) fn from_rendered(bytes: &[u8]) -> Self {
+        Self { buf: SmallVec::from_slice(bytes) }
+    }
+
     /// An empty key.
     #[must_use]
     pub fn new() -> Self {
@@ -204,7 +209,9 @@ impl KeyWriter {
     /// Starts a default key with the function's path (see [`function_path`]).
     #[doc(hidden)]
     pub fn write_function_path(&mut self, path: &str) {
-        self.write_name(path);
+        let (head, name) = reader_path(path);
+        self.write_name(head);
+        self.write_name(name);
     }
 
     /// Writes a Rust path or type name readably: only `%`, braces, whitespace
@@ -378,6 +385,30 @@ pub fn function_path<F: ?Sized>(_marker: &F) -> &'static str {
         }
     }
     path
+}
+
+/// Prefix of the companion a `#[cached]` function's macro generates beside it.
+const COMPANION_PREFIX: &str = "__cached_";
+
+/// A function path seen from a `#[cached]` function's companion, as the
+/// function's own: `app::__cached_user` is `("app::", "user")`.
+pub(crate) fn reader_path(path: &str) -> (&str, &str) {
+    // The last `::` outside generic arguments (`app::Service<app::Pg>::__cached_count`).
+    let bytes = path.as_bytes();
+    let mut depth = 0_usize;
+    let mut name_start = 0;
+    for (index, &byte) in bytes.iter().enumerate() {
+        match byte {
+            b'<' => depth += 1,
+            b'>' => depth = depth.saturating_sub(1),
+            b':' if depth == 0 && index > 0 && bytes[index - 1] == b':' => name_start = index + 1,
+            _ => {}
+        }
+    }
+    match path[name_start..].strip_prefix(COMPANION_PREFIX) {
+        Some(name) => (&path[..name_start], name),
+        None => (path, ""),
+    }
 }
 
 fn needs_escape(byte: u8) -> bool {
@@ -717,6 +748,17 @@ mod tests {
         let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
         let async_path = runtime.block_on(Users::async_path());
         assert!(async_path.ends_with(&format!("{expected}async_path")), "{async_path}");
+    }
+
+    #[test]
+    fn companion_paths_are_their_readers_paths() {
+        assert_eq!(reader_path("app::__cached_user"), ("app::", "user"));
+        assert_eq!(
+            reader_path("app::Service<app::Pg>::__cached_count"),
+            ("app::Service<app::Pg>::", "count")
+        );
+        assert_eq!(reader_path("app::get<app::__cached_x>"), ("app::get<app::__cached_x>", ""));
+        assert_eq!(reader_path("app::user"), ("app::user", ""));
     }
 
     #[test]

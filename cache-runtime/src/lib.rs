@@ -35,9 +35,10 @@
 //!
 //! # Where entries live
 //!
-//! In memory by default ([`Cache::in_memory`]), or in Redis
-//! ([`CacheBuilder::redis`]); install one with [`Cache::install_default`] or
-//! pass one per function with `cache = <expr>`.
+//! In memory by default ([`Cache::in_memory`]), in Redis
+//! ([`CacheBuilder::redis`]), or in both: process memory in front of Redis,
+//! kept coherent across processes ([`CacheBuilder::local_cache`]); install one
+//! with [`Cache::install_default`] or pass one per function with `cache = <expr>`.
 //!
 //! # What holds
 //!
@@ -119,10 +120,12 @@ mod cache;
 mod call;
 mod engine;
 mod entry_info;
+mod hot;
 #[cfg(feature = "tower")]
 pub mod http;
 mod invalidation;
 mod key;
+mod linked;
 mod mode;
 mod observe;
 mod returns;
@@ -131,8 +134,12 @@ mod single_flight;
 mod site;
 mod store;
 mod value;
+mod warm;
 
-pub use cache::{AlreadyInstalled, Cache, CacheBuilder, CacheStatus, ConfigError, DEFAULT_MAX_BYTES};
+pub use cache::{
+    AlreadyInstalled, BusStatus, Cache, CacheBuilder, CacheStatus, ConfigError, DEFAULT_LOCAL_MAX_AGE,
+    DEFAULT_MAX_BYTES, KeyCounts,
+};
 /// Caches an async function's result: a cache-aside wrapper generated at compile time.
 ///
 /// | option | meaning |
@@ -143,6 +150,10 @@ pub use cache::{AlreadyInstalled, Cache, CacheBuilder, CacheStatus, ConfigError,
 /// | `group = "reports"` | a name several functions share, for settings made at start-up ([`CacheBuilder::ttl_override`]) and in [`stats`] |
 /// | `stale = 60` | stale-while-revalidate: past its `ttl` an entry is served up to this many seconds more while one refresh runs in the background (the body must own its parameters: `Arc<Db>`, not `&Db`) |
 /// | `fail_safe = 3600` | when a load fails (`Err`, an uncached `None`, a panic), the last value is served up to this many seconds past its `ttl`, and the key is loaded at most once per `fail_safe_throttle` (default 5) seconds |
+/// | `early_refresh` or `early_refresh = 2.0` | refreshes a fresh entry in the background shortly before it expires, the more likely the hotter the key and the longer its last load took (XFetch; the number is its `beta`, default 1.0, larger is earlier); the body must own its parameters |
+/// | `soft_timeout = 200` | milliseconds: with a `fail_safe` value at hand, a caller waits at most this long for the body, then gets that value while the load goes on in the background and fills the cache; the body must own its parameters |
+/// | `hard_timeout = 2000` | milliseconds: with a `fail_safe` value at hand, the body is dropped after this long and that value served (the key is then throttled like after a failed load); without one the body runs to its end, since there is nothing else to return |
+/// | `max_loads = 8` | at most this many bodies of the function run at once in the process; callers beyond wait their turn, or get a stale value at once when one within `stale` or `fail_safe` is at hand ([`CacheBuilder::max_loads`] bounds a whole cache) |
 /// | `negative_ttl = 10` | caches `None` (and `Ok(None)`) for this many seconds; without it absences are not cached |
 /// | `tags = ["org:<org_id>"]` | groups invalidated together by `#[invalidates(tags = ...)]` |
 /// | `version = "team:<team_id>"` | a versioned namespace: bumping it drops every entry in it at once |
@@ -150,6 +161,7 @@ pub use cache::{AlreadyInstalled, Cache, CacheBuilder, CacheStatus, ConfigError,
 /// | `cache = expr` | the [`Cache`] to use (a `Cache`, `&Cache` or `Arc<Cache>`); default: [`Cache::default_cache`] |
 /// | `codec = cache_runtime::Json` | how values are encoded outside the process; default [`Postcard`]; `Bincode` with the `bincode` feature |
 /// | `schema = 2` | a version of the value's meaning: raise it when what the function returns changes but its type does not (cents to euros); entries of another schema are misses |
+/// | `linked = true` | generate the companion that [`invalidates`], [`cache_put`], [`invalidate!`], [`put!`] and [`get!`] name the entry through; default: yes for free functions and `pub` methods, no for private methods (which may be in a trait impl) |
 /// | `returns = value` | what is cached when the return type cannot say it: `result` (`Ok` only), `option` (`Some` only) or `value` (everything); required when the function returns one of its own type parameters |
 ///
 /// `Result<T, E>` caches `Ok` only, `Option<T>` caches `Some` only (and `None`
@@ -162,6 +174,33 @@ pub use cache::{AlreadyInstalled, Cache, CacheBuilder, CacheStatus, ConfigError,
 /// `Serialize + DeserializeOwned + Clone + Send + Sync + 'static`; key parts
 /// must implement [`KeyPart`]. Every parameter must appear in the key, a tag
 /// or the version, or be skipped.
+///
+/// # Freshness options on a running system
+///
+/// ```
+/// use std::sync::Arc;
+/// use cache_runtime::cached;
+///
+/// struct Db;
+///
+/// // A hot, slow query: refreshed before it expires, the old value served
+/// // past its ttl while one refresh runs, never more than 4 queries at once,
+/// // and a slow database answered by the last value after 250 ms.
+/// #[cached(key = "feed:<org>", ttl = 30, stale = 30, early_refresh, fail_safe = 600,
+///          soft_timeout = 250, hard_timeout = 5000, max_loads = 4, skip = [db])]
+/// async fn feed(db: Arc<Db>, org: u64) -> Result<Vec<u64>, String> {
+///     Ok(vec![org])
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// assert_eq!(feed(Arc::new(Db), 7).await, Ok(vec![7]));
+/// # });
+/// ```
+///
+/// The same settings can be made for every function of a cache with
+/// [`CacheBuilder::early_refresh`], [`CacheBuilder::soft_timeout`],
+/// [`CacheBuilder::hard_timeout`] and [`CacheBuilder::max_loads`]; a
+/// function's own option wins.
 ///
 /// # Large values: return `Arc<T>`
 ///
@@ -283,6 +322,7 @@ pub use cache_macros::cached;
 ///
 /// | option | meaning |
 /// | --- | --- |
+/// | `get_user(id)`, `self.count(org)` | entries of `#[cached]` functions, named by the reader and the arguments of the entry (see below) |
 /// | `keys = ["user:<id>"]` | keys to delete (templates as in [`cached`]) |
 /// | `tags = ["org:<org_id>"]` | tags to invalidate, O(1) each |
 /// | `versions = ["team:<team_id>"]` | versioned namespaces to bump |
@@ -295,11 +335,38 @@ pub use cache_macros::cached;
 /// invalidated in one round trip; a failed write invalidates nothing. The
 /// function's value is returned unchanged either way.
 ///
+/// # Naming the reader
+///
+/// `#[invalidates(get_user(id, org))]` deletes the entry `get_user(db, id, org)`
+/// reads (its `skip`ped parameters left out): the key is rendered by the
+/// reader's own generated code, so a wrong name or argument type is a compile
+/// error, and escaping, impl scope and default keys cannot drift. Write it as
+/// the reader is called: `users::get_user(id, org)`, `Self::load(id)`, or
+/// `self.count(org)` for a method that takes `self`. Arguments are borrowed
+/// and must have the reader's parameter types. Only the named entries go; use
+/// `tags` for groups. Each `#[cached]` function has a hidden companion that
+/// renders its entry; a private method gets one with `linked = true` (an
+/// attribute cannot tell an inherent impl from a trait impl, which may not
+/// have extra methods). The entries are deleted from this write's cache
+/// (`cache = ...`).
+///
+/// ```
+/// use cache_runtime::{cached, invalidates};
+///
+/// #[cached(ttl = 300)] // no key: named by its reader only
+/// async fn profile(id: u64) -> Option<String> { Some(format!("user {id}")) }
+///
+/// #[invalidates(profile(id))]
+/// async fn rename(id: u64) -> Result<(), String> { Ok(()) }
+/// ```
+///
+/// # Raw keys in methods
+///
 /// In a method, `self` must be in a template or in `skip`, like any parameter,
 /// and each key is removed twice: as written (a free function's entry) and
 /// scoped to `Self` (the entry of a `#[cached]` method of the same impl, see
-/// [`cached`]). A free function cannot name a method's key: invalidate such
-/// entries from a method of the same type, or through a tag or version, which
+/// [`cached`]). A raw key in a free function cannot name a method's entry:
+/// name the method instead (`repo.count(org)`), or use a tag or version, which
 /// are never scoped.
 ///
 /// ```
@@ -322,14 +389,115 @@ pub use cache_macros::cached;
 /// ```
 #[doc(inline)]
 pub use cache_macros::invalidates;
+
+/// Stores a write's result into a `#[cached]` function's entry (write-through).
+///
+/// `#[cache_put(get_user(id))]` names the reader and the arguments of its
+/// entry, exactly as [`invalidates`] does. When the write returns `Ok(value)`
+/// (or `Some(value)`, or any value of a function returning neither), `value`
+/// is stored into that entry, with the reader's TTL, tags, version, codec and
+/// fingerprint; the writer's value type must be the reader's (a compile error
+/// otherwise). A write that succeeds without a value (`Ok(None)`) deletes the
+/// entry; a failed write does nothing.
+///
+/// The put takes the entry's lease over, so a load of the entry that began
+/// before it and ends after it is not stored: the put wins. If the value
+/// cannot be stored (Redis unreachable, too large), the entry is deleted
+/// instead, with the retries of an invalidation: the old value is never left.
+/// The put runs in a task of its own, so cancelling the caller after its write
+/// cannot cut it off.
+///
+/// | option | meaning |
+/// | --- | --- |
+/// | `get_user(id)` | the reader's entry (required, one) |
+/// | `cache = expr` | the [`Cache`]; default: [`Cache::default_cache`] |
+/// | `returns = value` | what counts as success, as in [`invalidates`] |
+///
+/// ```
+/// use cache_runtime::{Cache, cache_put, cached};
+///
+/// #[derive(Clone, serde::Serialize, serde::Deserialize)]
+/// struct User { id: u64, name: String }
+///
+/// #[cached(key = "user:<id>", ttl = 300, cache = cache, skip = [cache])]
+/// async fn get_user(cache: &Cache, id: u64) -> Option<User> {
+///     Some(User { id, name: "from the database".into() })
+/// }
+///
+/// #[cache_put(get_user(id), cache = cache)]
+/// async fn rename(cache: &Cache, id: u64, name: String) -> Result<User, String> {
+///     Ok(User { id, name }) // the real update, returning the new row
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let cache = Cache::in_memory();
+/// rename(&cache, 1, "Ada".into()).await.unwrap();
+/// assert_eq!(get_user(&cache, 1).await.unwrap().name, "Ada"); // a hit on the stored value
+/// # });
+/// ```
+#[doc(inline)]
+pub use cache_macros::cache_put;
+
+/// Deletes the entries of `#[cached]` functions, named by their readers: a
+/// future of `Result<(), CacheError>`.
+///
+/// `invalidate!(get_user(id), self.count(org))` renders each entry's key with
+/// the reader's own code (see [`invalidates`] for how to name one); add
+/// `cache = expr` for a cache other than [`Cache::default_cache`]. An error
+/// means Redis did not take the deletion at once; it is retried in the
+/// background.
+///
+/// ```
+/// use cache_runtime::{cached, invalidate};
+///
+/// #[cached(key = "email:<address>", ttl = 300)]
+/// async fn user_by_email(address: String) -> Option<u64> { Some(7) }
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// user_by_email("a:b@x.io".into()).await;
+/// invalidate!(user_by_email("a:b@x.io".to_owned())).await.unwrap(); // escaped as the reader escapes it
+/// # });
+/// ```
+#[doc(inline)]
+pub use cache_macros::invalidate;
+
+/// Stores a value into a `#[cached]` function's entry, named by its reader: a
+/// future of `Result<(), CacheError>`. `put!(get_user(id), user)` (`user` or
+/// `&user`, of the reader's value type); add `cache = expr` for a cache other
+/// than [`Cache::default_cache`]. The put follows the rules of [`cache_put`].
+///
+/// ```
+/// use cache_runtime::{cached, get, put};
+///
+/// #[cached(key = "score:<id>", ttl = 300)]
+/// async fn score(id: u64) -> u32 { 0 }
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// put!(score(7), 42).await.unwrap();
+/// assert_eq!(get!(score(7)).await, Some(42));
+/// assert_eq!(score(7).await, 42); // a hit
+/// # });
+/// ```
+#[doc(inline)]
+pub use cache_macros::put;
+
+/// Reads a `#[cached]` function's fresh entry, named by its reader, without
+/// running its body: a future of `Option<V>`, `V` the reader's value type
+/// (the `T` of its `Result<T, E>` or `Option<T>`); `None` on a miss, a cached
+/// absence, or when the store cannot be asked. Add `cache = expr` for a cache
+/// other than [`Cache::default_cache`]. See [`put!`] for an example.
+#[doc(inline)]
+pub use cache_macros::get;
 #[cfg(feature = "bincode")]
 pub use codec::Bincode;
 pub use codec::{Codec, DecodeError, EncodeError, Envelope, Json, Postcard};
 pub use entry_info::{EntryInfo, capture};
+pub use hot::{HotKey, hot_keys};
 pub use key::{KeyPart, KeyWriter, MAX_KEY_LEN};
 pub use redis;
 pub use site::{SiteStats, stats};
 pub use store::{BreakerState, CacheError, LayerKind, LayerStatus};
+pub use warm::{Warmer, refresh};
 
 /// What generated code calls. Not a public API: it changes without notice.
 #[doc(hidden)]
@@ -339,6 +507,9 @@ pub mod __private {
     };
     pub use crate::codec::Postcard;
     pub use crate::key::{KeyPart, KeyWriter, function_path};
+    pub use crate::linked::{
+        Entry, ValueFor, get_value, invalidate_keys, put_value, putting, returning, value_for,
+    };
     pub use crate::mode::{
         CacheValue, Mode, NegativeCaching, OptionMode, PlainMode, ResultMode, ResultOptionMode,
         negative_caching,
@@ -352,4 +523,5 @@ pub mod __private {
     pub use core::any::type_name;
     pub use core::primitive::u64;
     pub use core::{assert, concat, module_path};
+    pub use std::vec;
 }

@@ -17,11 +17,10 @@
 use std::future::Future;
 use std::marker::PhantomData;
 
-use crate::call::{AsCache, Dependencies, Invalidation, cached, cached_refreshing, invalidating};
+use crate::call::{AsCache, Invalidation, cached, cached_refreshing, invalidating};
 use crate::codec::Codec;
-use crate::key::KeyWriter;
+use crate::linked::Entry;
 use crate::mode::{Mode, OptionMode, PlainMode, ResultMode, ResultOptionMode};
-use crate::site::Site;
 use crate::value::Cacheable;
 
 /// Stands for a return type `R` while its mode is looked up.
@@ -131,15 +130,11 @@ pub fn option_mode<R: IsOption>() -> R::Mode {
 }
 
 /// [`cached`](crate::__private::cached) with the mode and the storage given as values.
-#[allow(clippy::too_many_arguments)]
 pub fn cached_as<M, R, K, S, C, F, const TAGS: usize, const VERSIONS: usize>(
     _mode: M,
     _storage: S,
-    site: &'static Site,
+    entry: Entry<R, K, TAGS, VERSIONS>,
     cache: C,
-    key: KeyWriter,
-    dependencies: Dependencies<TAGS, VERSIONS>,
-    generic_types: &[&'static str],
     body: F,
 ) -> impl Future<Output = R>
 where
@@ -149,19 +144,15 @@ where
     C: AsCache,
     F: Future<Output = R>,
 {
-    cached::<M, R, K, S, C, F, TAGS, VERSIONS>(site, cache, key, dependencies, generic_types, body)
+    cached::<M, R, K, S, C, F, TAGS, VERSIONS>(entry, cache, body)
 }
 
 /// [`cached_refreshing`] with the mode given as a value.
-#[allow(clippy::too_many_arguments)]
 pub fn cached_refreshing_as<M, R, K, S, C, F, const TAGS: usize, const VERSIONS: usize>(
     _mode: M,
     _storage: S,
-    site: &'static Site,
+    entry: Entry<R, K, TAGS, VERSIONS>,
     cache: C,
-    key: KeyWriter,
-    dependencies: Dependencies<TAGS, VERSIONS>,
-    generic_types: &[&'static str],
     body: F,
 ) -> impl Future<Output = R>
 where
@@ -173,7 +164,7 @@ where
     F: Future<Output = R> + Send + 'static,
     R: Send + 'static,
 {
-    cached_refreshing::<M, R, K, S, C, F, TAGS, VERSIONS>(site, cache, key, dependencies, generic_types, body)
+    cached_refreshing::<M, R, K, S, C, F, TAGS, VERSIONS>(entry, cache, body)
 }
 
 /// [`invalidating`] with the mode given as a value.

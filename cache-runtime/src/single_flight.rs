@@ -114,6 +114,15 @@ impl SingleFlight {
         }
     }
 
+    /// Dooms every flight in progress (the cache was cleared).
+    pub(crate) fn doom_all(&self) {
+        for shard in &self.shards {
+            for flight in lock(shard).values_mut() {
+                flight.doomed = true;
+            }
+        }
+    }
+
     /// Number of loads in progress.
     #[cfg(test)]
     pub(crate) fn in_flight(&self) -> usize {

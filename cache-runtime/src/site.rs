@@ -32,6 +32,17 @@ pub struct Site {
     fail_safe: Duration,
     /// After a failed load served by fail-safe, how long the key is not loaded again.
     fail_safe_throttle: Duration,
+    /// XFetch's beta: how eagerly a fresh entry is refreshed before it expires (zero: off).
+    early_refresh: f64,
+    /// With a fail-safe value at hand, how long a caller waits for the body before
+    /// being served that value while the load goes on in the background (zero: off).
+    soft_timeout: Duration,
+    /// With a fail-safe value at hand, when the body is abandoned (zero: off).
+    hard_timeout: Duration,
+    /// How many bodies of this function may run at once in this process (zero: no limit).
+    max_loads: usize,
+    /// The semaphore of `max_loads`, made on first use.
+    load_permits: OnceLock<tokio::sync::Semaphore>,
     /// `schema = N`: bumped for a change of meaning that keeps the shape.
     schema: u32,
     counters: Counters,
@@ -52,6 +63,11 @@ struct Counters {
     stale_served: AtomicU64,
     refreshes: AtomicU64,
     fail_safe_served: AtomicU64,
+    puts: AtomicU64,
+    early_refreshes: AtomicU64,
+    soft_timeouts: AtomicU64,
+    hard_timeouts: AtomicU64,
+    throttled_loads: AtomicU64,
     load_nanos: AtomicU64,
 }
 
@@ -91,6 +107,19 @@ pub struct SiteStats {
     pub background_refreshes: u64,
     /// Calls served a stale entry because the load failed or is throttled (`fail_safe`).
     pub fail_safe_served: u64,
+    /// Values stored by a write (`#[cache_put]`, `put!`).
+    pub puts: u64,
+    /// Fresh entries refreshed in the background before they expired (`early_refresh`),
+    /// a part of `background_refreshes`.
+    pub early_refreshes: u64,
+    /// Calls served the fail-safe value because the body outran `soft_timeout`
+    /// (the load went on in the background).
+    pub soft_timeouts: u64,
+    /// Loads abandoned at `hard_timeout` (the fail-safe value was served).
+    pub hard_timeouts: u64,
+    /// Loads that waited for a `max_loads` permit, or were answered by a stale
+    /// value instead of waiting.
+    pub throttled_loads: u64,
     /// Total time spent in the function body.
     pub load_time: Duration,
 }
@@ -138,7 +167,36 @@ static SITES: Mutex<Vec<&'static Site>> = Mutex::new(Vec::new());
 #[must_use]
 pub fn stats() -> Vec<SiteStats> {
     let sites = SITES.lock().unwrap_or_else(PoisonError::into_inner);
-    sites.iter().map(|site| site.stats()).collect()
+    // A function and its companion (which counts puts) are one function.
+    let mut merged: Vec<SiteStats> = Vec::with_capacity(sites.len());
+    for site in sites.iter() {
+        let stats = site.stats();
+        match merged.iter_mut().find(|other| other.function == stats.function) {
+            Some(into) => into.add(&stats),
+            None => merged.push(stats),
+        }
+    }
+    merged
+}
+
+impl SiteStats {
+    fn add(&mut self, other: &Self) {
+        self.hits += other.hits;
+        self.misses += other.misses;
+        self.loads += other.loads;
+        self.refused_stores += other.refused_stores;
+        self.errors += other.errors;
+        self.key_collisions += other.key_collisions;
+        self.stale_served += other.stale_served;
+        self.background_refreshes += other.background_refreshes;
+        self.fail_safe_served += other.fail_safe_served;
+        self.puts += other.puts;
+        self.early_refreshes += other.early_refreshes;
+        self.soft_timeouts += other.soft_timeouts;
+        self.hard_timeouts += other.hard_timeouts;
+        self.throttled_loads += other.throttled_loads;
+        self.load_time += other.load_time;
+    }
 }
 
 impl Site {
@@ -157,6 +215,11 @@ impl Site {
             stale: Duration::ZERO,
             fail_safe: Duration::ZERO,
             fail_safe_throttle: Duration::ZERO,
+            early_refresh: 0.0,
+            soft_timeout: Duration::ZERO,
+            hard_timeout: Duration::ZERO,
+            max_loads: 0,
+            load_permits: OnceLock::new(),
             schema: 0,
             counters: Counters {
                 hits: AtomicU64::new(0),
@@ -168,6 +231,11 @@ impl Site {
                 stale_served: AtomicU64::new(0),
                 refreshes: AtomicU64::new(0),
                 fail_safe_served: AtomicU64::new(0),
+                puts: AtomicU64::new(0),
+                early_refreshes: AtomicU64::new(0),
+                soft_timeouts: AtomicU64::new(0),
+                hard_timeouts: AtomicU64::new(0),
+                throttled_loads: AtomicU64::new(0),
                 load_nanos: AtomicU64::new(0),
             },
             registered: Once::new(),
@@ -205,6 +273,58 @@ impl Site {
         self.fail_safe = Duration::from_secs(secs);
         self.fail_safe_throttle = Duration::from_secs(throttle_secs);
         self
+    }
+
+    /// This site, refreshing a fresh entry in the background before it expires,
+    /// the more likely the closer its expiry and the longer its last load took
+    /// (XFetch with this `beta`; 1.0 is the usual choice, larger is earlier).
+    /// A `beta` that is not a positive finite number turns it off.
+    #[must_use]
+    pub const fn with_early_refresh(mut self, beta: f64) -> Self {
+        self.early_refresh = beta;
+        self
+    }
+
+    /// This site, with the loader timeouts in milliseconds (zero: none). Both
+    /// apply when a fail-safe value is at hand: past `soft_ms` the caller gets
+    /// that value while the load goes on in the background; at `hard_ms` the
+    /// load is abandoned.
+    #[must_use]
+    pub const fn with_timeouts(mut self, soft_ms: u64, hard_ms: u64) -> Self {
+        self.soft_timeout = Duration::from_millis(soft_ms);
+        self.hard_timeout = Duration::from_millis(hard_ms);
+        self
+    }
+
+    /// This site, running at most `loads` bodies at once in this process.
+    #[must_use]
+    pub const fn with_max_loads(mut self, loads: u64) -> Self {
+        self.max_loads = if loads > usize::MAX as u64 { usize::MAX } else { loads as usize };
+        self
+    }
+
+    /// XFetch's beta, if early refresh is on.
+    pub(crate) fn early_refresh(&self) -> Option<f64> {
+        (self.early_refresh.is_finite() && self.early_refresh > 0.0).then_some(self.early_refresh)
+    }
+
+    /// The soft loader timeout, if set.
+    pub(crate) fn soft_timeout(&self) -> Option<Duration> {
+        (!self.soft_timeout.is_zero()).then_some(self.soft_timeout)
+    }
+
+    /// The hard loader timeout, if set.
+    pub(crate) fn hard_timeout(&self) -> Option<Duration> {
+        (!self.hard_timeout.is_zero()).then_some(self.hard_timeout)
+    }
+
+    /// The semaphore of `max_loads`, if set.
+    pub(crate) fn load_permits(&self) -> Option<&tokio::sync::Semaphore> {
+        (self.max_loads > 0).then(|| {
+            self.load_permits.get_or_init(|| {
+                tokio::sync::Semaphore::new(self.max_loads.min(tokio::sync::Semaphore::MAX_PERMITS))
+            })
+        })
     }
 
     /// How long past its freshness a stale entry is served while it is refreshed.
@@ -411,6 +531,32 @@ impl Site {
         metrics::counter!(observe::FAIL_SAFE_SERVED, "function" => self.function()).increment(1);
     }
 
+    pub(crate) fn record_put(&'static self) {
+        self.counters.puts.fetch_add(1, Ordering::Relaxed);
+        let _ = self.metrics(); // listed in `stats()`
+        metrics::counter!(observe::PUTS, "function" => self.function()).increment(1);
+    }
+
+    pub(crate) fn record_early_refresh(&'static self) {
+        self.counters.early_refreshes.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(observe::EARLY_REFRESHES, "function" => self.function()).increment(1);
+    }
+
+    pub(crate) fn record_soft_timeout(&'static self) {
+        self.counters.soft_timeouts.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(observe::SOFT_TIMEOUTS, "function" => self.function()).increment(1);
+    }
+
+    pub(crate) fn record_hard_timeout(&'static self) {
+        self.counters.hard_timeouts.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(observe::HARD_TIMEOUTS, "function" => self.function()).increment(1);
+    }
+
+    pub(crate) fn record_throttled_load(&'static self) {
+        self.counters.throttled_loads.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(observe::THROTTLED_LOADS, "function" => self.function()).increment(1);
+    }
+
     pub(crate) fn record_oversized(&'static self) {
         metrics::counter!(observe::OVERSIZED_VALUES, "function" => self.function()).increment(1);
     }
@@ -430,6 +576,11 @@ impl Site {
             stale_served: self.counters.stale_served.load(Ordering::Relaxed),
             background_refreshes: self.counters.refreshes.load(Ordering::Relaxed),
             fail_safe_served: self.counters.fail_safe_served.load(Ordering::Relaxed),
+            puts: self.counters.puts.load(Ordering::Relaxed),
+            early_refreshes: self.counters.early_refreshes.load(Ordering::Relaxed),
+            soft_timeouts: self.counters.soft_timeouts.load(Ordering::Relaxed),
+            hard_timeouts: self.counters.hard_timeouts.load(Ordering::Relaxed),
+            throttled_loads: self.counters.throttled_loads.load(Ordering::Relaxed),
             load_time: Duration::from_nanos(self.counters.load_nanos.load(Ordering::Relaxed)),
         }
     }
@@ -462,6 +613,9 @@ pub(crate) fn lifetime(ttl: Duration, jitter: Duration) -> Duration {
 fn erase_instantiation(path: &str) -> &'static str {
     let mut out = String::with_capacity(path.len());
     let mut depth = 0_usize;
+    let path = crate::key::reader_path(path);
+    let path = path.0.to_owned() + path.1;
+    let path = path.as_str();
     let rest = match path.strip_prefix('<').and_then(|inner| inner.split_once(" as ")) {
         // `<Implementor as Trait>::method`: the implementor varies.
         Some((_, tail)) if !tail.is_empty() => {

@@ -268,36 +268,8 @@ async fn list_team_members(
     Ok(CachedJson::new(members?, entry, &headers))
 }
 
-/// A Prometheus metric: name, type, help and how to read it from a function's counters.
-type Metric = (&'static str, &'static str, &'static str, fn(&cache_runtime::SiteStats) -> f64);
-
-/// The cache counters of every cached function, in Prometheus text format.
-#[must_use]
-pub fn prometheus_text() -> String {
-    let stats = cache_runtime::stats();
-    let mut out = String::new();
-    let metrics: [Metric; 7] = [
-        ("cache_hits_total", "counter", "Calls answered from the cache.", |s| s.hits as f64),
-        ("cache_misses_total", "counter", "Calls that found no usable entry.", |s| s.misses as f64),
-        ("cache_hit_ratio", "gauge", "Hits over hits plus misses.", cache_runtime::SiteStats::hit_ratio),
-        ("cache_loads_total", "counter", "Times the function body ran.", |s| s.loads as f64),
-        ("cache_errors_total", "counter", "Cache failures that fell back to the body.", |s| s.errors as f64),
-        ("cache_load_seconds_sum", "counter", "Time spent in function bodies.", |s| {
-            s.load_time.as_secs_f64()
-        }),
-        ("cache_load_seconds_count", "counter", "Function body runs timed.", |s| s.loads as f64),
-    ];
-    for (name, kind, help, value) in metrics {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for site in &stats {
-            let _ = writeln!(out, "{name}{{function=\"{}\"}} {}", site.function, value(site));
-        }
-    }
-    out
-}
-
 async fn metrics() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], prometheus_text())
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], crate::observe::render())
 }
 
 /// The routes.
@@ -306,11 +278,15 @@ async fn metrics() -> impl IntoResponse {
 /// When a page cache policy is invalid (never for the fixed ones here).
 pub fn router(app: Arc<App>) -> Result<Router, cache_runtime::ConfigError> {
     let directory = directory_pages(&app.cache)?;
+    crate::observe::recorder();
+    crate::observe::count_keys_every(&app.cache, Duration::from_secs(10));
+    let measure = axum::middleware::from_fn_with_state(app.db.clone(), crate::observe::measure);
     Ok(Router::new()
         .route("/users/{id}", get(show_user).put(change_user))
         .route("/orgs/{id}/users", get(list_org_users))
         .route("/orgs/{id}/directory", get(org_directory).layer(directory))
         .route("/teams/{id}/members", get(list_team_members))
         .route("/metrics", get(metrics))
+        .route_layer(measure)
         .with_state(app))
 }

@@ -81,6 +81,9 @@ pub struct Db {
     backend: Backend,
     /// Added to every query, to model a database across a network.
     pub extra_latency: std::time::Duration,
+    /// Up to this much more, drawn uniformly per query (a database whose
+    /// queries take 50–150 ms: 50 ms here and 100 ms of spread).
+    pub extra_latency_spread: std::time::Duration,
     queries: Arc<std::sync::atomic::AtomicU64>,
 }
 
@@ -138,6 +141,7 @@ impl Db {
     /// When the file cannot be opened or written.
     pub fn sqlite(path: &Path) -> Result<Self, DbError> {
         let mut first = rusqlite::Connection::open(path)?;
+        first.busy_timeout(std::time::Duration::from_secs(5))?;
         first.execute_batch(SQLITE_SCHEMA)?;
         let count: i64 = first.query_row("SELECT COUNT(*) FROM users", [], |row| row.get(0))?;
         if count == 0 {
@@ -189,7 +193,12 @@ impl Db {
     }
 
     fn new(backend: Backend) -> Self {
-        Self { backend, extra_latency: std::time::Duration::ZERO, queries: Arc::default() }
+        Self {
+            backend,
+            extra_latency: std::time::Duration::ZERO,
+            extra_latency_spread: std::time::Duration::ZERO,
+            queries: Arc::default(),
+        }
     }
 
     /// Queries run so far.
@@ -209,8 +218,9 @@ impl Db {
 
     async fn before_query(&self) {
         self.queries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if !self.extra_latency.is_zero() {
-            tokio::time::sleep(self.extra_latency).await;
+        let added = self.extra_latency + self.extra_latency_spread.mul_f64(fastrand::f64());
+        if !added.is_zero() {
+            tokio::time::sleep(added).await;
         }
     }
 

@@ -3,4 +3,6 @@
 
 pub mod api;
 pub mod db;
+pub mod observe;
 pub mod setup;
+pub mod showcase;

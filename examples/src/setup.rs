@@ -25,13 +25,31 @@ pub async fn database() -> Result<Db, DbError> {
     }
 }
 
-/// Redis at `REDIS_URL` when set, else the in-memory cache.
+/// Redis at `REDIS_URL` when set, else the in-memory cache; with Redis and
+/// `CACHE_LOCAL_MB` (a number of MiB), a two-level cache: that much process
+/// memory in front of Redis.
 ///
 /// # Errors
-/// A malformed `REDIS_URL`.
-pub fn cache() -> Result<Cache, cache_runtime::ConfigError> {
-    match std::env::var("REDIS_URL") {
-        Ok(url) if !url.is_empty() => Ok(Cache::builder().redis(&url)?.prefix("examples:api")?.build()),
-        _ => Ok(Cache::in_memory()),
+/// A malformed `REDIS_URL` or `CACHE_LOCAL_MB`, described.
+pub fn cache() -> Result<Cache, String> {
+    let Ok(url) = std::env::var("REDIS_URL") else {
+        return Ok(Cache::in_memory());
+    };
+    if url.is_empty() {
+        return Ok(Cache::in_memory());
+    }
+    let builder = Cache::builder()
+        .redis(&url)
+        .and_then(|builder| builder.prefix("examples:api"))
+        .map_err(|error| error.to_string())?;
+    match std::env::var("CACHE_LOCAL_MB") {
+        Ok(megabytes) if !megabytes.is_empty() => {
+            let megabytes: u64 = megabytes
+                .trim()
+                .parse()
+                .map_err(|_| format!("CACHE_LOCAL_MB={megabytes:?} is not a whole number of MiB"))?;
+            Ok(builder.local_cache(megabytes.saturating_mul(1 << 20)).build())
+        }
+        _ => Ok(builder.build()),
     }
 }

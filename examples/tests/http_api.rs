@@ -14,6 +14,7 @@ use hyper_util::rt::TokioExecutor;
 
 struct Server {
     base: String,
+    cache: cache_runtime::Cache,
     client: Client<HttpConnector, Full<Bytes>>,
     _dir: TempDir,
 }
@@ -31,13 +32,24 @@ async fn start() -> Server {
     let dir =
         std::env::temp_dir().join(format!("examples-http-{}-{}", std::process::id(), fastrand::u64(..)));
     std::fs::create_dir_all(&dir).unwrap();
+    let server = serve(&dir, cache_runtime::Cache::in_memory()).await;
+    Server { _dir: TempDir(dir), ..server }
+}
+
+/// An instance of the API on the SQLite database in `dir`, with `cache`.
+async fn serve(dir: &std::path::Path, cache: cache_runtime::Cache) -> Server {
     let path = dir.join("app.sqlite3");
     let db = tokio::task::spawn_blocking(move || Db::sqlite(&path)).await.unwrap().unwrap();
-    let app = router(Arc::new(App { db, cache: cache_runtime::Cache::in_memory() })).unwrap();
+    let app = router(Arc::new(App { db, cache: cache.clone() })).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    Server { base, client: Client::builder(TokioExecutor::new()).build_http(), _dir: TempDir(dir) }
+    Server {
+        base,
+        cache,
+        client: Client::builder(TokioExecutor::new()).build_http(),
+        _dir: TempDir(dir.join("none")),
+    }
 }
 
 struct Answer {
@@ -170,25 +182,54 @@ async fn bad_input_is_a_json_400_and_unknown_ids_a_404() {
     assert_eq!(put.status, StatusCode::NOT_FOUND);
 }
 
+/// The value of the first sample of `metric` whose labels contain `labels`.
+fn sample(body: &str, metric: &str, labels: &str) -> Option<f64> {
+    body.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find(|line| line.starts_with(&format!("{metric}{{")) && line.contains(labels) || *line == metric)
+        .or_else(|| body.lines().find(|line| line.starts_with(&format!("{metric} "))))
+        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+}
+
+/// A metric, labels one of its samples contains, and what a sane value is.
+type Check = (&'static str, &'static str, fn(f64) -> bool);
+
+/// Every item of a production cache's checklist is exported, with sane values.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_count_hits_in_prometheus_text() {
+async fn metrics_cover_the_checklist() {
     let server = start().await;
+    examples::observe::count_keys_every(&server.cache, std::time::Duration::from_millis(20));
     for _ in 0..3 {
         assert_eq!(server.get("/orgs/5/users?page=2&limit=3", &[]).await.status, StatusCode::OK);
     }
+    for id in 1..=40 {
+        assert_eq!(server.get(&format!("/users/{id}"), &[]).await.status, StatusCode::OK);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     let metrics = server.get("/metrics", &[]).await;
     assert_eq!(metrics.status, StatusCode::OK);
     assert!(metrics.header("content-type").starts_with("text/plain"));
-    let hits: f64 = metrics
-        .body
-        .lines()
-        .find_map(|line| line.strip_prefix("cache_hits_total{function=\"examples::api::org_users\"} "))
-        .expect("org_users hits")
-        .parse()
-        .unwrap();
-    assert!(hits >= 2.0, "{}", metrics.body);
-    assert!(metrics.body.contains("# TYPE cache_hit_ratio gauge"));
-    assert!(metrics.body.contains("cache_load_seconds_sum{function=\"examples::api::org_users\"}"));
+    let body = &metrics.body;
+    let org_users = "function=\"examples::api::org_users\"";
+    let checks: [Check; 12] = [
+        ("cache_hits_total", org_users, |v| v >= 2.0),
+        ("cache_misses_total", org_users, |v| v >= 1.0),
+        ("cache_hit_ratio", org_users, |v| (0.5..=1.0).contains(&v)),
+        ("cache_loads_total", org_users, |v| v >= 1.0),
+        ("cache_load_seconds", "quantile=\"0.99\"", |v| v >= 0.0),
+        ("cache_value_bytes", "quantile=\"0.5\"", |v| v > 0.0),
+        ("cache_memory_bytes", "", |v| v > 0.0),
+        ("cache_evictions_total", "", |v| v >= 0.0),
+        ("http_request_seconds", "quantile=\"0.99\"", |v| v > 0.0 && v < 10.0),
+        ("db_queries_per_request", "quantile=\"0.5\"", |v| (0.0..10.0).contains(&v)),
+        ("cache_hot_key_calls", "key=", |v| v > 0.0),
+        ("cache_keys", "namespace=", |v| v >= 1.0),
+    ];
+    for (metric, labels, sane) in checks {
+        let value =
+            sample(body, metric, labels).unwrap_or_else(|| panic!("{metric}{{{labels}}} missing:\n{body}"));
+        assert!(sane(value), "{metric}{{{labels}}} = {value}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,4 +271,49 @@ async fn the_directory_page_is_cached_whole_and_dropped_by_the_user_update() {
 
     let bad = server.get("/orgs/x/directory", &[]).await;
     assert_eq!((bad.status, bad.header("x-cache")), (StatusCode::BAD_REQUEST, "BYPASS"), "400 is not cached");
+}
+
+/// Two instances of the API on one database and one Redis, each with a
+/// two-level cache: a write on one is seen by the next reads on the other
+/// (after the bus message), although both serve reads from process memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_with_two_level_caches_see_each_others_writes() {
+    if !cache_tests::redis_server::require_redis() {
+        return;
+    }
+    let redis = cache_tests::redis_server::RedisServer::start();
+    let dir =
+        std::env::temp_dir().join(format!("examples-http-{}-{}", std::process::id(), fastrand::u64(..)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let _dir = TempDir(dir.clone());
+    let two_level = || {
+        cache_runtime::Cache::builder()
+            .redis(&redis.url())
+            .unwrap()
+            .prefix("api")
+            .unwrap()
+            .local_cache(16 << 20)
+            .build()
+    };
+    let (a, b) = (serve(&dir, two_level()).await, serve(&dir, two_level()).await);
+    assert_eq!(b.get("/users/7", &[]).await.json()["name"], "User 7");
+    assert_eq!(a.get("/users/7", &[]).await.json()["name"], "User 7");
+    let started = std::time::Instant::now();
+    let put = a
+        .send(
+            Method::PUT,
+            "/users/7",
+            &[("content-type", "application/json")],
+            r#"{"name":"Ada","email":"ada@example.com"}"#,
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+    assert_eq!(a.get("/users/7", &[]).await.json()["name"], "Ada", "the writing instance at once");
+    while b.get("/users/7", &[]).await.json()["name"] != "Ada" {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "the other instance never saw the write"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
 }

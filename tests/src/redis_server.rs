@@ -220,7 +220,7 @@ impl Drop for RedisServer {
     }
 }
 
-/// A Redis Cluster of three masters, no replicas.
+/// A Redis Cluster: three masters, and optionally a replica of each.
 pub struct RedisCluster {
     nodes: Vec<RedisServer>,
 }
@@ -232,43 +232,216 @@ impl RedisCluster {
     /// When the cluster does not reach `cluster_state:ok` within 20 s.
     #[must_use]
     pub fn start() -> Self {
+        Self::start_with(0, 2000)
+    }
+
+    /// Starts three masters with `replicas` replicas each, with
+    /// `cluster-node-timeout` `node_timeout_ms` (how soon a dead master is
+    /// replaced by its replica: about that, plus an election).
+    ///
+    /// # Panics
+    /// As [`RedisCluster::start`].
+    #[must_use]
+    pub fn start_with(replicas: usize, node_timeout_ms: u64) -> Self {
+        let timeout = node_timeout_ms.to_string();
         let args = [
             "--cluster-enabled",
             "yes",
             "--cluster-config-file",
             "nodes.conf",
             "--cluster-node-timeout",
-            "2000",
+            &timeout,
+            "--cluster-replica-validity-factor",
+            "0",
         ];
-        let nodes: Vec<RedisServer> = (0..3).map(|_| RedisServer::start_with_args(&args)).collect();
+        let count = 3 * (1 + replicas);
+        let nodes: Vec<RedisServer> = (0..count).map(|_| RedisServer::start_with_args(&args)).collect();
         let addresses: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port())).collect();
+        let replicas = replicas.to_string();
         let mut create = vec!["--cluster", "create"];
         create.extend(addresses.iter().map(String::as_str));
-        create.extend(["--cluster-replicas", "0", "--cluster-yes"]);
+        create.extend(["--cluster-replicas", &replicas, "--cluster-yes"]);
         let _ = nodes[0].cli(&create);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !nodes.iter().all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok")) {
+        let cluster = Self { nodes };
+        cluster.wait_ok(Duration::from_secs(20));
+        cluster
+    }
+
+    /// Waits until every live node says `cluster_state:ok` and agrees that
+    /// every slot is served by a master that is not failing.
+    ///
+    /// # Panics
+    /// When that does not happen within `patience`.
+    pub fn wait_ok(&self, patience: Duration) {
+        let deadline = Instant::now() + patience;
+        loop {
+            let live: Vec<&RedisServer> =
+                self.nodes.iter().filter(|n| n.answers_ping(Duration::from_millis(200))).collect();
+            let ok = live.iter().all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok"))
+                && live.iter().all(|n| {
+                    let nodes = n.cli(&["CLUSTER", "NODES"]);
+                    let served: usize = nodes
+                        .lines()
+                        .filter(|l| {
+                            l.split_whitespace()
+                                .nth(2)
+                                .is_some_and(|f| f.contains("master") && !f.contains("fail"))
+                        })
+                        .flat_map(|l| l.split_whitespace().skip(8))
+                        .map(|range| match range.split_once('-') {
+                            Some((a, b)) => {
+                                b.parse::<usize>().unwrap_or(0) + 1 - a.parse::<usize>().unwrap_or(0)
+                            }
+                            None => usize::from(!range.starts_with('[')),
+                        })
+                        .sum();
+                    served == 16384
+                });
+            if ok {
+                return;
+            }
             assert!(Instant::now() < deadline, "cluster never reached cluster_state:ok");
             std::thread::sleep(Duration::from_millis(100));
         }
-        Self { nodes }
     }
 
-    /// `redis://` URLs of the masters.
+    /// `redis://` URLs of every node (masters and replicas).
     #[must_use]
     pub fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(RedisServer::url).collect()
     }
 
-    /// The masters.
+    /// Every node.
     #[must_use]
     pub fn nodes(&self) -> &[RedisServer] {
         &self.nodes
     }
 
-    /// The masters, to kill, pause or restart one.
+    /// Every node, to kill, pause or restart one.
     pub fn nodes_mut(&mut self) -> &mut [RedisServer] {
         &mut self.nodes
+    }
+
+    /// A node that answers.
+    ///
+    /// # Panics
+    /// When none does.
+    #[must_use]
+    pub fn live_node(&self) -> &RedisServer {
+        self.nodes.iter().find(|n| n.answers_ping(Duration::from_millis(200))).expect("a live cluster node")
+    }
+
+    /// The slot of `key` (`CLUSTER KEYSLOT`).
+    #[must_use]
+    pub fn slot_of(&self, key: &str) -> u16 {
+        self.live_node().cli(&["CLUSTER", "KEYSLOT", key]).parse().expect("a slot number")
+    }
+
+    /// The index in [`RedisCluster::nodes`] of the master serving `slot`.
+    ///
+    /// # Panics
+    /// When no node serves it.
+    #[must_use]
+    pub fn master_of(&self, slot: u16) -> usize {
+        self.try_master_of(slot).unwrap_or_else(|| panic!("no master serves slot {slot}"))
+    }
+
+    /// The index of the master serving `slot`, if a live node knows one.
+    #[must_use]
+    pub fn try_master_of(&self, slot: u16) -> Option<usize> {
+        let nodes = self.live_node().cli(&["CLUSTER", "NODES"]);
+        for line in nodes.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() < 9 || !fields[2].contains("master") || fields[2].contains("fail") {
+                continue;
+            }
+            let serves = fields[8..].iter().any(|range| {
+                let (a, b) = range.split_once('-').unwrap_or((range, range));
+                matches!((a.parse::<u16>(), b.parse::<u16>()), (Ok(a), Ok(b)) if (a..=b).contains(&slot))
+            });
+            if serves {
+                let port: u16 = fields[1]
+                    .split(['@', ','])
+                    .next()
+                    .and_then(|address| address.rsplit_once(':'))
+                    .and_then(|(_, port)| port.parse().ok())
+                    .expect("a node address");
+                return self.nodes.iter().position(|n| n.port() == port);
+            }
+        }
+        None
+    }
+
+    /// Indexes of the nodes that are masters now.
+    #[must_use]
+    pub fn masters(&self) -> Vec<usize> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| {
+                n.answers_ping(Duration::from_millis(200)) && n.cli(&["ROLE"]).starts_with("master")
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// One cluster of three masters for the whole test process, started on
+    /// first use. Statics are never dropped, so a watchdog process kills its
+    /// servers (and removes their directories) once the test process is gone.
+    ///
+    /// # Panics
+    /// As [`RedisCluster::start`].
+    #[must_use]
+    pub fn shared() -> &'static Self {
+        static SHARED: std::sync::OnceLock<RedisCluster> = std::sync::OnceLock::new();
+        SHARED.get_or_init(|| {
+            let cluster = Self::start();
+            let pids: Vec<String> =
+                cluster.nodes.iter().filter_map(|n| n.child.as_ref().map(|c| c.id().to_string())).collect();
+            let dirs: Vec<String> = cluster.nodes.iter().map(|n| n.dir.display().to_string()).collect();
+            let script = format!(
+                "while kill -0 {} 2>/dev/null; do sleep 1; done; kill -9 {} 2>/dev/null; rm -rf {}",
+                std::process::id(),
+                pids.join(" "),
+                dirs.join(" ")
+            );
+            let _ = Command::new("sh")
+                .args(["-c", &script])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn();
+            cluster
+        })
+    }
+
+    /// Moves `slot` and its keys from master `from` to master `to`, as
+    /// `redis-cli --cluster reshard` does: `IMPORTING` on `to`, `MIGRATING` on
+    /// `from`, `MIGRATE` of its keys in batches (calling `between` after each
+    /// step), then `SETSLOT NODE` on every master.
+    pub fn migrate_slot(&self, slot: u16, from: usize, to: usize, mut between: impl FnMut()) {
+        let (source, target) = (&self.nodes[from], &self.nodes[to]);
+        let source_id = source.cli(&["CLUSTER", "MYID"]);
+        let target_id = target.cli(&["CLUSTER", "MYID"]);
+        let slot_text = slot.to_string();
+        assert_eq!(target.cli(&["CLUSTER", "SETSLOT", &slot_text, "IMPORTING", &source_id]), "OK");
+        assert_eq!(source.cli(&["CLUSTER", "SETSLOT", &slot_text, "MIGRATING", &target_id]), "OK");
+        between();
+        let port = target.port().to_string();
+        loop {
+            let keys = source.cli(&["CLUSTER", "GETKEYSINSLOT", &slot_text, "5"]);
+            let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
+            if keys.is_empty() {
+                break;
+            }
+            let mut migrate = vec!["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "REPLACE", "KEYS"];
+            migrate.extend(keys.iter().copied());
+            let _ = source.cli(&migrate);
+            between();
+        }
+        for index in self.masters() {
+            let _ = self.nodes[index].cli(&["CLUSTER", "SETSLOT", &slot_text, "NODE", &target_id]);
+        }
     }
 }
 
@@ -305,5 +478,12 @@ mod tests {
         let info = cluster.nodes()[0].cli(&["CLUSTER", "INFO"]);
         assert!(info.contains("cluster_slots_ok:16384"), "{info}");
         assert!(info.contains("cluster_known_nodes:3"), "{info}");
+        let slot = cluster.slot_of("a");
+        let from = cluster.master_of(slot);
+        let to = (from + 1) % 3;
+        assert_eq!(cluster.live_node().cli(&["-c", "SET", "a", "1"]), "OK");
+        cluster.migrate_slot(slot, from, to, || {});
+        assert_eq!(cluster.master_of(slot), to);
+        assert_eq!(cluster.nodes()[to].cli(&["GET", "a"]), "1", "the key moved with its slot");
     }
 }

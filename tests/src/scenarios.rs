@@ -259,7 +259,12 @@ pub async fn a_cancelled_loader_does_not_wedge_waiters(cache: &Cache) {
         let (cache, runs) = (cache.clone(), Arc::clone(&runs));
         tokio::spawn(async move { slow(&cache, &runs, 5).await })
     };
-    tokio::time::sleep(Duration::from_millis(10)).await;
+    // The leader is in its body (a remote store may take a round trip or two first).
+    let started = std::time::Instant::now();
+    while runs.load(Ordering::SeqCst) == 0 {
+        assert!(started.elapsed() < Duration::from_secs(10), "the leader never ran its body");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     let waiter = {
         let (cache, runs) = (cache.clone(), Arc::clone(&runs));
         tokio::spawn(async move { slow(&cache, &runs, 5).await })

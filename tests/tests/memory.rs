@@ -128,3 +128,17 @@ async fn ttls_set_at_start_up_override_the_attribute_by_function_or_group() {
     assert!(Cache::builder().ttl_override("x", Duration::ZERO, Duration::ZERO).is_err());
     assert!(Cache::builder().ttl_override("", short, Duration::ZERO).is_err());
 }
+
+cache_tests::linked_tests!(Memory(Cache::in_memory()));
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_wins_over_a_load_in_progress() {
+    let cache = Cache::in_memory();
+    cache_tests::linked::a_put_wins_over_a_load_in_progress(&cache, &cache).await;
+}
+
+#[tokio::test]
+async fn a_put_that_cannot_be_stored_deletes_the_entry() {
+    let cache = Cache::builder().max_bytes(64 * 1024).build();
+    cache_tests::linked::a_put_that_cannot_be_stored_deletes_the_entry(&cache).await;
+}

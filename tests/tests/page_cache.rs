@@ -5,7 +5,7 @@
 
 use std::convert::Infallible;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
@@ -30,7 +30,7 @@ use hyper::Method;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 // ---------------------------------------------------------------- the origin
 
@@ -41,11 +41,21 @@ struct App {
     calls: Arc<AtomicUsize>,
     /// Holds back the second half of `/stream` until the test opens it.
     gate: Arc<Mutex<Option<oneshot::Receiver<()>>>>,
+    /// While `true`, `/held` handlers wait.
+    held: Arc<watch::Sender<bool>>,
+    /// While set, `/flaky` answers `503`.
+    failing: Arc<AtomicBool>,
 }
 
 impl App {
     fn new(cache: Cache) -> Self {
-        Self { cache, calls: Arc::default(), gate: Arc::default() }
+        Self {
+            cache,
+            calls: Arc::default(),
+            gate: Arc::default(),
+            held: Arc::new(watch::Sender::new(false)),
+            failing: Arc::default(),
+        }
     }
 
     fn call(&self) -> usize {
@@ -64,6 +74,22 @@ async fn user(State(app): State<App>, Path(id): Path<u64>) -> Response {
 
 async fn slow_user(state: State<App>, id: Path<u64>) -> Response {
     tokio::time::sleep(Duration::from_millis(200)).await;
+    user(state, id).await
+}
+
+/// `user`, once the test lets it through.
+async fn held_user(state: State<App>, id: Path<u64>) -> Response {
+    let mut held = state.held.subscribe();
+    let _ = held.wait_for(|held| !*held).await;
+    user(state, id).await
+}
+
+/// `user`, or `503` while the test says the origin is failing.
+async fn flaky_user(state: State<App>, id: Path<u64>) -> Response {
+    if state.failing.load(Ordering::SeqCst) {
+        state.call();
+        return (StatusCode::SERVICE_UNAVAILABLE, "down").into_response();
+    }
     user(state, id).await
 }
 
@@ -168,6 +194,15 @@ fn router(app: App) -> Router {
         .route("/slow/{id}", get(slow_user).layer(build(page("/slow/{id}").tag("user:<id>"))))
         .route("/lang", get(language).layer(build(page("/lang").vary(ACCEPT_LANGUAGE))))
         .route("/encoded", get(encoded).layer(build(page("/encoded"))))
+        .route(
+            "/encoded-stale",
+            get(encoded).layer(build(
+                PageCache::builder(Duration::from_secs(1))
+                    .cache(app.cache.clone())
+                    .route("/encoded-stale")
+                    .stale(Duration::from_secs(60)),
+            )),
+        )
         .route("/star", get(vary_star).layer(build(page("/star"))))
         .route("/cookie", get(set_cookie).layer(build(page("/cookie"))))
         .route("/private", get(private).layer(build(page("/private"))))
@@ -184,6 +219,27 @@ fn router(app: App) -> Router {
             "/cdn/{id}",
             get(user).layer(build(
                 page("/cdn/{id}").downstream(Downstream::revalidate().s_maxage(Duration::from_secs(30))),
+            )),
+        )
+        .route(
+            "/held/{id}",
+            get(held_user).layer(build(
+                PageCache::builder(Duration::from_secs(1))
+                    .cache(app.cache.clone())
+                    .route("/held/{id}")
+                    .tag("user:<id>")
+                    .stale(Duration::from_secs(60))
+                    .downstream(Downstream::revalidate().max_age(Duration::from_secs(60))),
+            )),
+        )
+        .route(
+            "/flaky/{id}",
+            get(flaky_user).layer(build(
+                PageCache::builder(Duration::from_secs(1))
+                    .cache(app.cache.clone())
+                    .route("/flaky/{id}")
+                    .fail_safe(Duration::from_secs(60))
+                    .fail_safe_throttle(Duration::from_secs(2)),
             )),
         )
         .route("/json/{id}", get(json))
@@ -319,6 +375,9 @@ on_every_store!(
     matching_validators_get_304,
     vary_keeps_one_page_per_header_value,
     uncacheable_responses_pass_through,
+    past_the_ttl_stale_pages_are_served_while_one_refresh_runs,
+    a_failing_origin_is_stood_in_for_and_asked_once_per_throttle,
+    stale_pages_that_vary_are_refreshed_once_per_variant,
 );
 
 // ---------------------------------------------------------------- scenarios
@@ -455,9 +514,20 @@ async fn vary_keeps_one_page_per_header_value(store: Store) {
         assert_eq!((identity.text(), identity.x_cache()), ("identity 4".to_owned(), "HIT"));
         assert!(identity.header("content-encoding").is_empty());
     }
+    // Values are normalized: case, whitespace and the order of a set do not count.
+    for (value, x_cache) in
+        [("gzip, deflate", "MISS"), ("Deflate,GZIP", "HIT"), ("deflate ,gzip;q=1.0", "HIT")]
+    {
+        let answer = server.get("/encoded", &[("accept-encoding", value)]).await;
+        assert_eq!((answer.text(), answer.x_cache()), ("gzip 5".to_owned(), x_cache), "{value}");
+    }
+    for value in ["GZIP", " gzip"] {
+        let answer = server.get("/encoded", &[("accept-encoding", value)]).await;
+        assert_eq!((answer.text(), answer.x_cache()), ("gzip 3".to_owned(), "HIT"), "{value}");
+    }
     let none = server.get("/encoded", &[]).await;
-    assert_eq!((none.text(), none.x_cache()), ("identity 5".to_owned(), "MISS"), "no header is a value too");
-    assert_eq!(server.app.calls(), 5);
+    assert_eq!((none.text(), none.x_cache()), ("identity 6".to_owned(), "MISS"), "no header is a value too");
+    assert_eq!(server.app.calls(), 6);
 }
 
 async fn uncacheable_responses_pass_through(store: Store) {
@@ -483,6 +553,115 @@ async fn uncacheable_responses_pass_through(store: Store) {
     }
     assert_eq!(server.app.calls(), before + 4);
     assert_eq!(server.get("/users/9", &[]).await.x_cache(), "MISS", "nothing was stored for them");
+}
+
+/// Sends `GET path` until its page is fresh again (`HIT`), for at most 5 s.
+async fn until_hit(server: &Server, path: &str, headers: &[(&str, &str)]) -> Answer {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let answer = server.get(path, headers).await;
+        if answer.x_cache() == "HIT" || tokio::time::Instant::now() > deadline {
+            return answer;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn past_the_ttl_stale_pages_are_served_while_one_refresh_runs(store: Store) {
+    let cache = store.cache.clone();
+    let server = Arc::new(start(App::new(store.cache)).await);
+    let first = server.get("/held/1", &[]).await;
+    assert_eq!((first.x_cache(), first.text()), ("MISS", r#"{"id":1,"call":1}"#.to_owned()));
+    tokio::time::sleep(Duration::from_millis(1_100)).await; // past the TTL
+
+    // The origin holds every request now: only a page from the cache answers.
+    server.app.held.send_replace(true);
+    let answers = futures_join(16, |_| {
+        let server = Arc::clone(&server);
+        async move {
+            let answer = tokio::time::timeout(Duration::from_secs(5), server.get("/held/1", &[])).await;
+            answer.expect("a stale page is answered without waiting for the origin")
+        }
+    })
+    .await;
+    for answer in &answers {
+        assert_eq!((answer.status, answer.x_cache()), (StatusCode::OK, "STALE"));
+        assert_eq!(answer.body, first.body);
+        assert_eq!(answer.header("etag"), first.header("etag"), "the stored page's validators");
+        assert_eq!(answer.header("last-modified"), first.header("last-modified"));
+        let age: u64 = answer.header("age").parse().expect("a stale page has an Age");
+        assert!(age >= 1, "{age}");
+        assert_eq!(answer.header("cache-control"), "no-cache", "not the policy's max-age");
+    }
+    // Past its TTL, no cache downstream may take it for fresh.
+    let request = server.request(Method::GET, "/held/1", &[]);
+    for shared in [true, false] {
+        let downstream = downstream(&request, &answers[0], shared);
+        assert_eq!(downstream.time_to_live(SystemTime::now()), Duration::ZERO);
+    }
+    let revalidated = server.get("/held/1", &[("if-none-match", first.header("etag"))]).await;
+    assert_eq!((revalidated.status, revalidated.x_cache()), (StatusCode::NOT_MODIFIED, "STALE"));
+    assert_eq!(server.app.calls(), 1, "the refresh waits in the origin");
+
+    server.app.held.send_replace(false);
+    let fresh = until_hit(&server, "/held/1", &[]).await;
+    assert_eq!((fresh.x_cache(), fresh.text()), ("HIT", r#"{"id":1,"call":2}"#.to_owned()));
+    assert_ne!(fresh.header("etag"), first.header("etag"));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(server.app.calls(), 2, "one refresh for every request past the TTL");
+
+    // An invalidated page is never served, stale or not.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    cache.invalidate_tag("user:1").await.unwrap();
+    let after = server.get("/held/1", &[]).await;
+    assert_eq!((after.x_cache(), after.text()), ("MISS", r#"{"id":1,"call":3}"#.to_owned()));
+}
+
+async fn a_failing_origin_is_stood_in_for_and_asked_once_per_throttle(store: Store) {
+    let server = start(App::new(store.cache)).await;
+    let first = server.get("/flaky/1", &[]).await;
+    assert_eq!(first.x_cache(), "MISS");
+    tokio::time::sleep(Duration::from_millis(1_100)).await; // past the TTL
+
+    server.app.failing.store(true, Ordering::SeqCst);
+    for _ in 0..10 {
+        let answer = server.get("/flaky/1", &[]).await;
+        assert_eq!((answer.status, answer.x_cache()), (StatusCode::OK, "STALE"), "the 503 is not sent");
+        assert_eq!(answer.body, first.body);
+        assert_eq!(answer.header("etag"), first.header("etag"));
+        assert!(answer.header("age").parse::<u64>().is_ok_and(|age| age >= 1), "{}", answer.header("age"));
+        assert_eq!(answer.header("cache-control"), "no-cache");
+    }
+    assert_eq!(server.app.calls(), 2, "the failing origin is asked once per throttle window");
+
+    // Up again: past the throttle, the next request gets a fresh page.
+    server.app.failing.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    let fresh = server.get("/flaky/1", &[]).await;
+    assert_eq!((fresh.x_cache(), fresh.text()), ("MISS", r#"{"id":1,"call":3}"#.to_owned()));
+    assert_eq!(server.get("/flaky/1", &[]).await.x_cache(), "HIT");
+    assert_eq!(server.app.calls(), 3);
+}
+
+async fn stale_pages_that_vary_are_refreshed_once_per_variant(store: Store) {
+    let server = start(App::new(store.cache)).await;
+    let (gzip, identity) = ([("accept-encoding", "gzip")], [("accept-encoding", "identity")]);
+    assert_eq!(server.get("/encoded-stale", &gzip).await.text(), "gzip 1");
+    assert_eq!(server.get("/encoded-stale", &identity).await.text(), "identity 2");
+    tokio::time::sleep(Duration::from_millis(1_100)).await; // past the TTL
+    let stale = server.get("/encoded-stale", &gzip).await;
+    assert_eq!((stale.x_cache(), stale.text()), ("STALE", "gzip 1".to_owned()));
+    assert_eq!(stale.header("content-encoding"), "gzip");
+    let stale = server.get("/encoded-stale", &identity).await;
+    assert_eq!((stale.x_cache(), stale.text()), ("STALE", "identity 2".to_owned()));
+    let fresh = until_hit(&server, "/encoded-stale", &gzip).await;
+    assert_eq!(fresh.x_cache(), "HIT");
+    assert!(fresh.text().starts_with("gzip "), "{}", fresh.text());
+    let fresh = until_hit(&server, "/encoded-stale", &identity).await;
+    assert_eq!(fresh.x_cache(), "HIT");
+    assert!(fresh.text().starts_with("identity "), "{}", fresh.text());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(server.app.calls(), 4, "one refresh per variant");
 }
 
 /// Runs `count` futures made by `make` at once.

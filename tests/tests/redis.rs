@@ -518,3 +518,85 @@ async fn randomized_cancellation_leaves_nothing_stale_or_wedged() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+cache_tests::linked_tests!(fixture!());
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_wins_over_a_load_in_another_process() {
+    let fixture = fixture!();
+    let (loader, writer) = (fixture.cache(), fixture.second_handle());
+    cache_tests::linked::a_put_wins_over_a_load_in_progress(&loader, &writer).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_that_cannot_be_stored_deletes_the_entry() {
+    let fixture = fixture!();
+    let cache = Cache::builder()
+        .redis(&fixture.server.url())
+        .expect("valid url")
+        .prefix("test:app")
+        .expect("valid prefix")
+        .max_value_bytes(64 * 1024)
+        .build();
+    cache_tests::linked::a_put_that_cannot_be_stored_deletes_the_entry(&cache).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clear_spares_other_prefixes() {
+    let fixture = fixture!();
+    let other = Cache::builder()
+        .redis(&fixture.server.url())
+        .expect("valid url")
+        .prefix("test:other")
+        .expect("valid prefix")
+        .build();
+    let table = cache_tests::linked::Table::default();
+    cache_tests::linked::profile(&fixture.cache(), &table, 1).await.unwrap();
+    cache_tests::linked::profile(&other, &table, 1).await.unwrap();
+    fixture.cache().clear().await.unwrap();
+    let keys = fixture.server.cli(&["--scan", "--pattern", "test:*"]);
+    assert!(keys.lines().all(|key| key.starts_with("test:other:")), "{keys}");
+    assert!(keys.lines().count() >= 1, "{keys}");
+}
+
+/// A writer cancelled while Redis is paused: its put still ends, as a store
+/// or as a delete once Redis is back, never leaving the old value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_put_never_leaves_the_old_value() {
+    use cache_tests::linked::{Table, profile, save};
+    let fixture = fixture!();
+    let (cache, observer) = (fixture.cache(), fixture.second_handle());
+    let table = Table::default();
+    assert_eq!(profile(&cache, &table, 1).await.unwrap().name, "user 1");
+    fixture.server.pause();
+    let cancelled = tokio::time::timeout(Duration::from_millis(50), save(&cache, &table, 1, "Ada")).await;
+    assert!(cancelled.is_err(), "the put waits for the paused Redis, and the caller gives up");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    fixture.server.resume();
+    let deadline = Instant::now() + cache_tests::linked::PATIENCE;
+    let mut polls = 0;
+    loop {
+        polls += 1;
+        let key = cache_tests::linked::__cached_profile(&1).key();
+        let full_key = observer.redis_key(key.as_str()).expect("a Redis cache");
+        let stored: Option<Vec<u8>> = observer
+            .redis_command(cache_runtime::redis::cmd("GET").arg(&full_key).clone())
+            .await
+            .expect("Redis")
+            .unwrap_or(None);
+        let seen = cache_runtime::get!(cache_tests::linked::profile(1), cache = &observer).await;
+        match (stored, seen) {
+            (None, _) => {
+                eprintln!("after {polls} polls the entry is deleted");
+                break;
+            }
+            (Some(_), Some(row)) if row.name == "Ada" => {
+                eprintln!("after {polls} polls the entry holds the new value");
+                break;
+            }
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "the old value is still stored after {polls} polls");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

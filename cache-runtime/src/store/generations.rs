@@ -16,11 +16,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub(crate) struct Generations {
     counters: quick_cache::sync::Cache<String, u64>,
     sequence: AtomicU64,
+    /// Bumps so far: an entry found current at this epoch stays current until the next bump.
+    epoch: AtomicU64,
 }
 
 impl Generations {
     pub(crate) fn new(capacity: usize) -> Self {
-        Self { counters: quick_cache::sync::Cache::new(capacity.max(16)), sequence: AtomicU64::new(1) }
+        Self {
+            counters: quick_cache::sync::Cache::new(capacity.max(16)),
+            sequence: AtomicU64::new(1),
+            epoch: AtomicU64::new(0),
+        }
     }
 
     fn next(&self) -> u64 {
@@ -48,6 +54,15 @@ impl Generations {
     /// Moves `name` to a generation no entry has seen.
     pub(crate) fn bump(&self, name: &str) {
         self.counters.insert(name.into(), self.next());
+        self.epoch.fetch_add(1, Ordering::Release);
+    }
+
+    /// The number of bumps so far. Read it before checking counters: what is
+    /// current at an epoch stays current while the epoch does not move (an
+    /// evicted counter is not a bump, and its tag was not invalidated).
+    #[inline]
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
     }
 }
 

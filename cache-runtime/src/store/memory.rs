@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -40,6 +41,8 @@ pub(crate) struct MemoryEntry {
     kept_until: Instant,
     /// Tag and version counters, and the generations seen when the load began.
     dependencies: Box<[(Box<str>, u64)]>,
+    /// The generations' epoch at which `dependencies` were last found current.
+    checked_at: AtomicU64,
     weight: u64,
 }
 
@@ -70,10 +73,33 @@ impl quick_cache::Weighter<Box<[u8]>, Arc<MemoryEntry>> for EntryWeighter {
     }
 }
 
+/// Counts the entries evicted to stay within the bound.
+#[derive(Clone, Default)]
+struct Evictions(Arc<AtomicU64>);
+
+impl quick_cache::Lifecycle<Box<[u8]>, Arc<MemoryEntry>> for Evictions {
+    type RequestState = u64;
+
+    fn on_evict(&self, evicted: &mut u64, _key: Box<[u8]>, _entry: Arc<MemoryEntry>) {
+        *evicted += 1;
+        self.0.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(crate::observe::EVICTIONS).increment(1);
+    }
+}
+
+type Entries = quick_cache::sync::Cache<
+    Box<[u8]>,
+    Arc<MemoryEntry>,
+    EntryWeighter,
+    quick_cache::DefaultHashBuilder,
+    Evictions,
+>;
+
 type LeaseShard = Mutex<HashMap<Box<[u8]>, u128>>;
 
 pub(crate) struct MemoryStore {
-    entries: quick_cache::sync::Cache<Box<[u8]>, Arc<MemoryEntry>, EntryWeighter>,
+    entries: Entries,
+    evictions: Evictions,
     generations: Generations,
     leases: Box<[LeaseShard]>,
     hasher: foldhash::fast::FixedState,
@@ -82,16 +108,43 @@ pub(crate) struct MemoryStore {
 
 impl MemoryStore {
     pub(crate) fn new(max_bytes: u64, estimated_entries: usize, generation_capacity: usize) -> Self {
+        let evictions = Evictions::default();
+        metrics::counter!(crate::observe::EVICTIONS).increment(0); // exported before the first eviction
         Self {
-            entries: quick_cache::sync::Cache::with_weighter(
+            entries: Entries::with(
                 estimated_entries.max(16),
                 max_bytes,
                 EntryWeighter,
+                quick_cache::DefaultHashBuilder::default(),
+                evictions.clone(),
             ),
+            evictions,
             generations: Generations::new(generation_capacity),
             leases: (0..LEASE_SHARDS).map(|_| Mutex::default()).collect(),
             hasher: foldhash::fast::FixedState::default(),
             max_bytes,
+        }
+    }
+
+    /// Entries by namespace (the key up to its first single `:`), counted exactly.
+    pub(crate) fn key_counts(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut counts = std::collections::BTreeMap::new();
+        for (key, _) in self.entries.iter() {
+            *counts.entry(namespace(&key).to_owned()).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    /// Entries evicted to stay within the bound, so far.
+    pub(crate) fn evictions(&self) -> u64 {
+        self.evictions.0.load(Ordering::Relaxed)
+    }
+
+    /// Removes every entry and lease.
+    pub(crate) fn clear(&self) {
+        self.entries.clear();
+        for shard in &self.leases {
+            shard.lock().unwrap_or_else(PoisonError::into_inner).clear();
         }
     }
 
@@ -106,9 +159,22 @@ impl MemoryStore {
         entry.fresh_until > Instant::now() && self.is_current(entry)
     }
 
-    /// Whether every tag and version the entry was stored under is current.
+    /// Whether every tag and version the entry was stored under is current;
+    /// checked once per epoch of the generations (that is, after each bump).
+    #[inline]
     fn is_current(&self, entry: &MemoryEntry) -> bool {
-        entry.dependencies.iter().all(|(name, seen)| self.generations.is_current(name, *seen))
+        if entry.dependencies.is_empty() {
+            return true;
+        }
+        let epoch = self.generations.epoch();
+        if entry.checked_at.load(Ordering::Relaxed) == epoch {
+            return true;
+        }
+        let current = entry.dependencies.iter().all(|(name, seen)| self.generations.is_current(name, *seen));
+        if current {
+            entry.checked_at.store(epoch, Ordering::Relaxed);
+        }
+        current
     }
 
     fn generations_current(&self, request: &Request<'_>, ticket: &Ticket) -> bool {
@@ -144,9 +210,11 @@ impl MemoryStore {
             fresh_until: deadline_after(fill.lifetime),
             kept_until: deadline_after(fill.lifetime.saturating_add(fill.keep)),
             dependencies,
+            checked_at: AtomicU64::new(u64::MAX),
             weight,
         };
         self.entries.insert(key.into(), Arc::new(entry));
+        metrics::gauge!(crate::observe::MEMORY_BYTES).set(self.entries.weight() as f64);
         Commit::Stored(meta)
     }
 }
@@ -183,7 +251,16 @@ impl Store for MemoryStore {
         // of the key (after an invalidation) takes the lease over.
         self.leases_of(request.key.as_bytes()).insert(request.key.as_bytes().into(), token);
         let generations = request.dependencies.iter().map(|name| self.generations.observe(name)).collect();
-        Ok(Ticket { lease: Lease::Held(token), generations })
+        Ok(Ticket::new(Lease::Held(token), generations))
+    }
+
+    async fn begin_put(
+        &self,
+        request: &Request<'_>,
+        lifetime: Duration,
+        token: u128,
+    ) -> Result<Ticket, CacheError> {
+        self.begin_load(request, lifetime, token).await
     }
 
     async fn commit(&self, request: &Request<'_>, ticket: &Ticket, fill: Fill<'_>) -> Commit {
@@ -235,6 +312,10 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    fn watch_release(&self, _key: &KeyWriter) -> Option<super::ReleaseWatch> {
+        None // in process, single flight wakes waiters
+    }
+
     fn is_remote(&self) -> bool {
         false
     }
@@ -245,6 +326,22 @@ impl Store for MemoryStore {
             entries: Some(self.entries.len()),
             weight_bytes: Some(self.entries.weight()),
             breaker: None,
+            evictions: Some(self.evictions()),
         }
     }
+}
+
+/// A key's namespace: the key up to its first `:` that is not part of `::`
+/// (`user` of `user:7`, `app::users::get_user` of a default key).
+pub(crate) fn namespace(key: &[u8]) -> &str {
+    let text = std::str::from_utf8(key).unwrap_or("");
+    let bytes = text.as_bytes();
+    for (index, &byte) in bytes.iter().enumerate() {
+        let single =
+            byte == b':' && bytes.get(index + 1) != Some(&b':') && (index == 0 || bytes[index - 1] != b':');
+        if single {
+            return &text[..index];
+        }
+    }
+    text
 }

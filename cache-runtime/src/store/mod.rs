@@ -12,9 +12,11 @@
 //! load began. [`AnyStore`] is the one place that knows which store a cache
 //! has.
 
+pub(crate) mod bus;
 pub(crate) mod generations;
 pub(crate) mod memory;
 pub(crate) mod redis;
+pub(crate) mod tiered;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +26,7 @@ use crate::key::KeyWriter;
 use crate::site::Site;
 use crate::value::{SharedValue, ValueOps};
 pub(crate) use memory::MemoryEntry;
+pub(crate) use redis::ReleaseWatch;
 pub use redis::{BreakerState, CacheError};
 
 /// One `#[cached]` call, as the stores see it.
@@ -62,6 +65,16 @@ pub(crate) struct Ticket {
     pub(crate) lease: Lease,
     /// Generations of [`Request::dependencies`], in order, when the load began.
     pub(crate) generations: Vec<u64>,
+    /// In a two-level cache: the in-process layer's generations, when it may be filled too.
+    pub(crate) local: Option<Vec<u64>>,
+    /// In a two-level cache: a put, announced to the other processes once stored.
+    pub(crate) announce: bool,
+}
+
+impl Ticket {
+    pub(crate) fn new(lease: Lease, generations: Vec<u64>) -> Self {
+        Self { lease, generations, local: None, announce: false }
+    }
 }
 
 /// Who loads an entry.
@@ -120,6 +133,8 @@ pub struct LayerStatus {
     pub weight_bytes: Option<u64>,
     /// The layer's circuit breaker, if it has one.
     pub breaker: Option<BreakerState>,
+    /// Entries evicted to stay within the bound; `None` for a remote layer.
+    pub evictions: Option<u64>,
 }
 
 /// The kind of a cache layer.
@@ -130,6 +145,8 @@ pub enum LayerKind {
     Memory,
     /// A Redis server.
     Redis,
+    /// Process memory in front of Redis, kept coherent by the bus (a two-level cache).
+    Local,
 }
 
 /// The questions the engine asks a store.
@@ -142,6 +159,14 @@ pub(crate) trait Store {
     /// dependencies. The caller guards `token` before asking, so a call cut off
     /// while the lease is being taken still gives it back.
     async fn begin_load(
+        &self,
+        request: &Request<'_>,
+        lifetime: Duration,
+        token: u128,
+    ) -> Result<Ticket, CacheError>;
+    /// [`Store::begin_load`] for a put: takes the lease over even when another
+    /// load holds it, so that load's commit is refused.
+    async fn begin_put(
         &self,
         request: &Request<'_>,
         lifetime: Duration,
@@ -161,6 +186,9 @@ pub(crate) trait Store {
     fn abandon(&self, key: &KeyWriter, token: u128);
     /// Deletes keys and moves dependencies to new generations.
     async fn invalidate(&self, targets: &Targets, urgency: Urgency) -> Result<(), CacheError>;
+    /// Interest in the release of another process's lease of `key`, taken
+    /// before the lease is asked for; `None` where releases are not announced.
+    fn watch_release(&self, key: &KeyWriter) -> Option<ReleaseWatch>;
     /// Whether the store is outside the process (its calls can be cut off halfway).
     fn is_remote(&self) -> bool;
     fn status(&self) -> LayerStatus;
@@ -170,6 +198,7 @@ pub(crate) trait Store {
 pub(crate) enum AnyStore {
     Memory(memory::MemoryStore),
     Redis(redis::RedisStore),
+    Tiered(tiered::TieredStore),
 }
 
 macro_rules! each_store {
@@ -177,6 +206,7 @@ macro_rules! each_store {
         match $self {
             AnyStore::Memory($store) => $body,
             AnyStore::Redis($store) => $body,
+            AnyStore::Tiered($store) => $body,
         }
     };
 }
@@ -200,6 +230,15 @@ impl Store for AnyStore {
         each_store!(self, store => store.begin_load(request, lifetime, token).await)
     }
 
+    async fn begin_put(
+        &self,
+        request: &Request<'_>,
+        lifetime: Duration,
+        token: u128,
+    ) -> Result<Ticket, CacheError> {
+        each_store!(self, store => store.begin_put(request, lifetime, token).await)
+    }
+
     async fn commit(&self, request: &Request<'_>, ticket: &Ticket, fill: Fill<'_>) -> Commit {
         each_store!(self, store => store.commit(request, ticket, fill).await)
     }
@@ -221,6 +260,10 @@ impl Store for AnyStore {
         each_store!(self, store => store.invalidate(targets, urgency).await)
     }
 
+    fn watch_release(&self, key: &KeyWriter) -> Option<ReleaseWatch> {
+        each_store!(self, store => store.watch_release(key))
+    }
+
     fn is_remote(&self) -> bool {
         each_store!(self, store => store.is_remote())
     }
@@ -236,6 +279,7 @@ impl AnyStore {
         match self {
             Self::Memory(_) => None,
             Self::Redis(store) => Some(store),
+            Self::Tiered(store) => Some(store.l2()),
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The REST API server: `cargo run --release -p examples --bin api`.
 //!
 //! SQLite by default (`DATABASE_URL` for PostgreSQL), the in-memory cache by
-//! default (`REDIS_URL` for Redis), port 3000 (`PORT`).
+//! default (`REDIS_URL` for Redis, and `CACHE_LOCAL_MB` for a two-level cache
+//! with that much process memory in front of it), port 3000 (`PORT`).
 
 use std::sync::Arc;
 

@@ -12,6 +12,7 @@
 mod body;
 mod policy;
 mod stored;
+mod vary;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -24,15 +25,15 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, reques
 use http_body::Body;
 
 pub use body::PageBody;
-pub use policy::{DEFAULT_MAX_BODY_BYTES, PageCacheBuilder, TRACKING_PARAMS};
+pub use policy::{DEFAULT_FAIL_SAFE_THROTTLE, DEFAULT_MAX_BODY_BYTES, PageCacheBuilder, TRACKING_PARAMS};
 use policy::{Policy, variant_key};
-use stored::{PageEntry, StoredPage, X_CACHE};
+use stored::{Delivery, PageEntry, StoredPage, X_CACHE};
 
 use crate::cache::Cache;
 use crate::codec::Postcard;
 use crate::engine::{self, Loaded, Served, Start};
 use crate::key::KeyWriter;
-use crate::store::{Request as StoreRequest, Store as _};
+use crate::store::{Found, Request as StoreRequest, Store as _};
 use crate::value::{OpsOf, SharedValue};
 
 /// A [`tower_layer::Layer`] caching whole responses of the service under it,
@@ -51,10 +52,21 @@ use crate::value::{OpsOf, SharedValue};
 /// which replaces the origin's `Cache-Control` and `Expires`; `If-None-Match`
 /// and `If-Modified-Since` get `304 Not Modified`.
 ///
+/// With [`stale`](PageCacheBuilder::stale), a page past its TTL is served at
+/// once (`x-cache: STALE`, its own `Age` and validators, `Cache-Control:
+/// no-cache`) while one origin call refreshes it in a task of its own; with
+/// [`fail_safe`](PageCacheBuilder::fail_safe), it stands in for an origin
+/// that fails (an error or a `5xx`), which is asked again at most once per
+/// [`fail_safe_throttle`](PageCacheBuilder::fail_safe_throttle).
+///
 /// A page's key is the host, the path, the query parameters sorted by name
 /// (less [`TRACKING_PARAMS`] and those the policy ignores), and the values
 /// of the request headers the policy and the response's `Vary` name; every
-/// part is escaped, so two different requests never share a key. Client
+/// part is escaped, so two different requests never share a key. Values of
+/// `Accept-Encoding`, `Accept-Charset`, `Accept-Language` and `Accept` are
+/// normalized first (case, whitespace, weights; the order of the first two,
+/// and of elements of different weights in the others), so requests asking
+/// for the same representation share its page. Client
 /// `Cache-Control: no-cache` does not bypass the cache: invalidate instead.
 ///
 /// Put the layer inside a compression layer (nearer the handler): a body
@@ -163,7 +175,7 @@ fn memory_hit<B: Body>(
     let PageEntry::Page(page) = &*entry else { return None };
     policy.site.record_hit();
     let head = request.method == Method::HEAD;
-    Some(full(page.respond(policy, &request.headers, head, true)))
+    Some(full(page.respond(policy, &request.headers, head, Delivery::Hit)))
 }
 
 /// The origin, called at most once per request.
@@ -188,6 +200,37 @@ enum Fetched<B: Body, E> {
     Other(Answer<B, E>),
 }
 
+impl<B: Body, E> Fetched<B, E> {
+    /// Whether the origin failed (an error, or a `5xx` status): what the
+    /// fail-safe stands in for.
+    fn failed(&self) -> bool {
+        match self {
+            Self::Page(..) => false,
+            Self::Other(Ok(response)) => response.status().is_server_error(),
+            Self::Other(Err(_)) => true,
+        }
+    }
+}
+
+/// How the cache answered a key.
+enum Lookup {
+    /// With a fresh entry.
+    Hit(Arc<PageEntry>),
+    /// With an entry past its freshness (stale-while-revalidate, or the
+    /// fail-safe after a failed load); `true`: this request should refresh it.
+    Stale(Arc<PageEntry>, bool),
+    /// Without an entry: the load ran, or the page cannot be stored.
+    Loaded,
+}
+
+/// The key a background refresh renews.
+enum Refresh {
+    /// The first key (and the variant of the request, if the page varies).
+    Primary,
+    /// A variant's key, whose page varies on these request headers.
+    Variant(KeyWriter, Vec<HeaderName>),
+}
+
 /// Answers a request that was not found in process memory; `primary` is its
 /// key (`None`: not cached).
 async fn serve<S, ReqBody, ResBody>(
@@ -198,8 +241,12 @@ async fn serve<S, ReqBody, ResBody>(
     primary: Option<KeyWriter>,
 ) -> Answer<ResBody, S::Error>
 where
-    S: tower_service::Service<Request<ReqBody>, Response = Response<ResBody>>,
-    ResBody: Body<Data = Bytes>,
+    S: tower_service::Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Send + 'static,
 {
     let Some(primary) = primary else {
         let answer = inner.call(Request::from_parts(parts, body)).await;
@@ -224,44 +271,46 @@ where
 
     let mut key = primary.clone();
     key.shorten();
-    let entry = lookup(cache, &policy, &key, path, &mut dependencies, async {
+    let found = lookup(cache, &policy, &key, path, &mut dependencies, async {
         let fetched = fetch(&policy, &mut origin).await?;
-        let entry = match &fetched {
-            Fetched::Page(page, vary) if vary.is_empty() => Some(PageEntry::Page(page.clone())),
-            Fetched::Page(page, vary) => {
-                // The page goes under its variant's key before the names go
-                // under the first key, so callers waiting for this load find both.
-                let request = origin.as_ref().map(|origin| &origin.request.headers);
-                match request.and_then(|headers| variant_key(&primary, vary, headers)) {
-                    Some(mut variant) => {
-                        variant.shorten();
-                        let page = Some(PageEntry::Page(page.clone()));
-                        let _ = lookup(cache, &policy, &variant, path, &mut None, async { page }).await;
-                        Some(PageEntry::Variants(vary.iter().map(|name| name.as_str().to_owned()).collect()))
-                    }
-                    None => None,
-                }
+        let entry = match (&fetched, &origin) {
+            (Fetched::Page(page, vary), Some(origin)) => {
+                first_entry(cache, &policy, &primary, path, &origin.request.headers, page, vary).await
             }
-            Fetched::Other(_) => None,
+            _ => None,
         };
         answer = Some(fetched);
         entry
     })
     .await;
-
-    let names = match entry.as_deref() {
-        Some(PageEntry::Page(page)) => return Ok(full(page.respond(&policy, &conditions, head, true))),
-        Some(PageEntry::Variants(names)) => names,
-        None => return finish(&policy, answer, origin, conditions, head).await,
+    let (first, first_stale) = match found {
+        Lookup::Hit(entry) => (entry, None),
+        Lookup::Stale(entry, refresh) => (entry, Some(refresh)),
+        Lookup::Loaded => return finish(&policy, answer, origin, conditions, head).await,
+    };
+    let names = match &*first {
+        PageEntry::Page(page) => {
+            let Some(refresh) = first_stale else {
+                return Ok(full(page.respond(&policy, &conditions, head, Delivery::Hit)));
+            };
+            if let Some(answer) = answered(&policy, &mut answer, &conditions, head) {
+                return answer;
+            }
+            if refresh {
+                spawn_refresh(&policy, &primary, path, origin, Refresh::Primary);
+            }
+            return Ok(full(page.respond(&policy, &conditions, head, Delivery::Stale)));
+        }
+        PageEntry::Variants(names) => names,
     };
     let names: Vec<HeaderName> =
         names.iter().filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok()).collect();
     let variant = origin.as_ref().and_then(|origin| variant_key(&primary, &names, &origin.request.headers));
     let Some(mut variant) = variant else {
-        return finish(&policy, None, origin, conditions, head).await;
+        return finish(&policy, answer, origin, conditions, head).await;
     };
     variant.shorten();
-    let entry = lookup(cache, &policy, &variant, path, &mut dependencies, async {
+    let found = lookup(cache, &policy, &variant, path, &mut dependencies, async {
         let fetched = fetch(&policy, &mut origin).await?;
         // Stored here only if it still varies as the first key says.
         let entry = match &fetched {
@@ -272,10 +321,135 @@ where
         entry
     })
     .await;
-    match entry.as_deref() {
-        Some(PageEntry::Page(page)) => Ok(full(page.respond(&policy, &conditions, head, true))),
-        Some(PageEntry::Variants(_)) | None => finish(&policy, answer, origin, conditions, head).await,
+    let (entry, stale) = match found {
+        Lookup::Hit(entry) => (entry, None),
+        Lookup::Stale(entry, refresh) => (entry, Some(refresh)),
+        Lookup::Loaded => return finish(&policy, answer, origin, conditions, head).await,
+    };
+    let PageEntry::Page(page) = &*entry else {
+        return finish(&policy, answer, origin, conditions, head).await;
+    };
+    let delivery = match stale {
+        None => Delivery::Hit,
+        Some(_) => match answered(&policy, &mut answer, &conditions, head) {
+            Some(answer) => return answer,
+            None => Delivery::Stale,
+        },
+    };
+    // One refresh at most: the first key's renews this variant too.
+    if first_stale == Some(true) {
+        spawn_refresh(&policy, &primary, path, origin, Refresh::Primary);
+    } else if stale == Some(true) {
+        spawn_refresh(&policy, &primary, path, origin, Refresh::Variant(variant, names));
     }
+    Ok(full(page.respond(&policy, &conditions, head, delivery)))
+}
+
+/// The entry of a page under the first key: the page, or, when it varies on
+/// request headers the policy does not name, their names, once the page is
+/// under its variant's key (so callers waiting for this load find both).
+async fn first_entry(
+    cache: &Cache,
+    policy: &Policy,
+    primary: &KeyWriter,
+    path: &str,
+    request: &HeaderMap,
+    page: &StoredPage,
+    vary: &[HeaderName],
+) -> Option<PageEntry> {
+    if vary.is_empty() {
+        return Some(PageEntry::Page(page.clone()));
+    }
+    let mut variant = variant_key(primary, vary, request)?;
+    variant.shorten();
+    let dependencies = policy.dependencies(path)?;
+    let request = store_request(policy, &variant, &dependencies);
+    let entry = PageEntry::Page(page.clone());
+    engine::serve(cache, &request, async { Some(loaded(entry)) }, Start::Reload).await;
+    Some(PageEntry::Variants(vary.iter().map(|name| name.as_str().to_owned()).collect()))
+}
+
+/// The origin's answer to this request when its load ran (and failed to give
+/// a page to store) but did not fail: a page that could not be stored, or a
+/// response that is not a page, rather than a stale page.
+fn answered<B: Body<Data = Bytes>, E>(
+    policy: &Policy,
+    answer: &mut Option<Fetched<B, E>>,
+    conditions: &HeaderMap,
+    head: bool,
+) -> Option<Answer<B, E>> {
+    match answer.take()? {
+        fetched if fetched.failed() => None,
+        Fetched::Page(page, _) => Some(Ok(full(page.respond(policy, conditions, head, Delivery::Miss)))),
+        Fetched::Other(answer) => Some(pass_through(answer, head)),
+    }
+}
+
+/// Renews a stale page in a task of its own, which survives the request,
+/// with the origin call this request did not make: one flight in process,
+/// the entry's lease across processes, the usual commit rules. Not while the
+/// key is throttled after a failure; a failure throttles it.
+fn spawn_refresh<S, ReqBody, ResBody>(
+    policy: &Arc<Policy>,
+    primary: &KeyWriter,
+    path: &str,
+    origin: Option<Origin<S, ReqBody>>,
+    refresh: Refresh,
+) where
+    S: tower_service::Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Send + 'static,
+{
+    let Some(origin) = origin.filter(|origin| origin.body.is_some()) else { return };
+    let cache = policy.cache();
+    let key = match &refresh {
+        Refresh::Primary => {
+            let mut key = primary.clone();
+            key.shorten();
+            key
+        }
+        Refresh::Variant(key, _) => key.clone(),
+    };
+    if cache.is_throttled(key.as_bytes()) {
+        return;
+    }
+    let Some(dependencies) = policy.dependencies(path) else { return };
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+    policy.site.record_refresh();
+    let (policy, cache, primary, path) =
+        (Arc::clone(policy), cache.clone(), primary.clone(), path.to_owned());
+    runtime.spawn(async move {
+        let request = store_request(&policy, &key, &dependencies);
+        let mut origin = Some(origin);
+        let load = async {
+            // Under the lease: a refresh that finished since this one was
+            // asked for has renewed the page already.
+            if let Found::Fresh(..) = cache.inner.store.lookup(&request).await {
+                return None;
+            }
+            let fetched = fetch(&policy, &mut origin).await?;
+            let headers = &origin.as_ref()?.request.headers;
+            let entry = match (&fetched, &refresh) {
+                (Fetched::Page(page, vary), Refresh::Primary) => {
+                    first_entry(&cache, &policy, &primary, &path, headers, page, vary).await
+                }
+                (Fetched::Page(page, vary), Refresh::Variant(_, names)) if vary == names => {
+                    Some(PageEntry::Page(page.clone()))
+                }
+                _ => {
+                    if fetched.failed() {
+                        cache.throttle(key.as_bytes(), policy.site.fail_safe_throttle());
+                    }
+                    None
+                }
+            };
+            entry.map(loaded)
+        };
+        engine::serve(&cache, &request, load, Start::Reload).await;
+    });
 }
 
 /// The answer of a request that was not served from the cache: the origin's
@@ -292,7 +466,7 @@ where
     ResBody: Body<Data = Bytes>,
 {
     match answer {
-        Some(Fetched::Page(page, _)) => Ok(full(page.respond(policy, &conditions, head, false))),
+        Some(Fetched::Page(page, _)) => Ok(full(page.respond(policy, &conditions, head, Delivery::Miss))),
         Some(Fetched::Other(answer)) => pass_through(answer, head),
         None => {
             let Some(Origin { mut inner, request: mut parts, body: Some(body) }) = origin else {
@@ -310,8 +484,24 @@ where
     }
 }
 
-/// The entry under `key`, or `None` when `load` ran (or the page cannot be
-/// stored): the engine's read path, after a probe of process memory.
+/// The store request of a page's key.
+fn store_request<'r>(policy: &Policy, key: &'r KeyWriter, dependencies: &'r [String]) -> StoreRequest<'r> {
+    StoreRequest {
+        site: policy.site,
+        key,
+        dependencies,
+        ops: OpsOf::<PageEntry, Postcard>::OPS,
+        fingerprint: policy.fingerprint,
+        absences: false,
+    }
+}
+
+fn loaded(entry: PageEntry) -> Loaded {
+    Loaded { value: Arc::new(entry) as SharedValue, negative: false }
+}
+
+/// How the cache answers `key`: the engine's read path, after a probe of
+/// process memory; `load` runs on a miss (or past the stale window).
 async fn lookup<L>(
     cache: &Cache,
     policy: &Policy,
@@ -319,36 +509,30 @@ async fn lookup<L>(
     path: &str,
     dependencies: &mut Option<Vec<String>>,
     load: L,
-) -> Option<Arc<PageEntry>>
+) -> Lookup
 where
     L: Future<Output = Option<PageEntry>>,
 {
-    let site = policy.site;
     if let Some(entry) = cache.inner.store.probe(key.as_bytes(), policy.fingerprint)
         && let Ok(page) = Arc::clone(&entry.value).downcast::<PageEntry>()
     {
-        site.record_hit();
-        return Some(page);
+        policy.site.record_hit();
+        return Lookup::Hit(page);
     }
     if dependencies.is_none() {
         *dependencies = policy.dependencies(path);
     }
     // A path the route does not match: its tags cannot be rendered, so its
     // page is not stored.
-    let dependencies = dependencies.as_deref()?;
-    let request = StoreRequest {
-        site,
-        key,
-        dependencies,
-        ops: OpsOf::<PageEntry, Postcard>::OPS,
-        fingerprint: policy.fingerprint,
-        absences: false,
-    };
-    let load =
-        async { load.await.map(|entry| Loaded { value: Arc::new(entry) as SharedValue, negative: false }) };
+    let Some(dependencies) = dependencies.as_deref() else { return Lookup::Loaded };
+    let request = store_request(policy, key, dependencies);
+    let load = async { load.await.map(loaded) };
     match engine::serve(cache, &request, load, Start::Lookup).await {
-        Served::Cached(value) | Served::Stale { value, .. } => value.downcast::<PageEntry>().ok(),
-        Served::Loaded => None,
+        Served::Cached(value) => value.downcast::<PageEntry>().map_or(Lookup::Loaded, Lookup::Hit),
+        Served::Stale { value, refresh } => value
+            .downcast::<PageEntry>()
+            .map_or(Lookup::Loaded, |entry| Lookup::Stale(entry, refresh.is_some())),
+        Served::Loaded => Lookup::Loaded,
     }
 }
 

@@ -41,7 +41,14 @@ pub struct PageCacheBuilder {
     allow_authorization: bool,
     allow_cookies: bool,
     downstream: Downstream,
+    stale: Duration,
+    fail_safe: Duration,
+    fail_safe_throttle: Duration,
 }
+
+/// How often an origin that failed is asked again while its stale page is
+/// served, unless [`PageCacheBuilder::fail_safe_throttle`] says otherwise.
+pub const DEFAULT_FAIL_SAFE_THROTTLE: Duration = Duration::from_secs(5);
 
 impl PageCacheBuilder {
     pub(super) fn new(ttl: Duration) -> Self {
@@ -62,6 +69,9 @@ impl PageCacheBuilder {
             allow_authorization: false,
             allow_cookies: false,
             downstream: Downstream::revalidate(),
+            stale: Duration::ZERO,
+            fail_safe: Duration::ZERO,
+            fail_safe_throttle: DEFAULT_FAIL_SAFE_THROTTLE,
         }
     }
 
@@ -160,11 +170,63 @@ impl PageCacheBuilder {
         self
     }
 
+    /// Stale-while-revalidate: for up to `window` (whole seconds) past its
+    /// TTL, a page is served at once (`x-cache: STALE`) while one request's
+    /// origin call refreshes it in a task of its own, once for all callers
+    /// (across processes too, on Redis). Invalidated pages are never served.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cache_runtime::http::PageCache;
+    ///
+    /// // Fresh for a minute, then served up to ten more while one refresh runs.
+    /// let pages = PageCache::builder(Duration::from_secs(60)).stale(Duration::from_secs(600)).build();
+    /// assert!(pages.is_ok());
+    /// ```
+    pub fn stale(mut self, window: Duration) -> Self {
+        self.stale = window;
+        self
+    }
+
+    /// Fail-safe: when the origin fails (an error, or a `5xx` status) for a
+    /// page up to `window` (whole seconds) past its TTL, the stored page is
+    /// served (`x-cache: STALE`) instead, and the origin is asked for it again
+    /// at most once per [`fail_safe_throttle`](Self::fail_safe_throttle).
+    /// Invalidated pages are never served.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cache_runtime::http::PageCache;
+    ///
+    /// // If the handler fails, keep serving the last page for up to an hour,
+    /// // trying again at most every 10 s.
+    /// let pages = PageCache::builder(Duration::from_secs(60))
+    ///     .fail_safe(Duration::from_secs(3600))
+    ///     .fail_safe_throttle(Duration::from_secs(10))
+    ///     .build();
+    /// assert!(pages.is_ok());
+    /// ```
+    pub fn fail_safe(mut self, window: Duration) -> Self {
+        self.fail_safe = window;
+        self
+    }
+
+    /// How often (whole seconds) a page whose origin failed is asked for
+    /// again while its stale page is served (default
+    /// [`DEFAULT_FAIL_SAFE_THROTTLE`]; zero: every request asks). Also
+    /// spaces the background refreshes of [`stale`](Self::stale) pages
+    /// whose origin fails.
+    pub fn fail_safe_throttle(mut self, every: Duration) -> Self {
+        self.fail_safe_throttle = every;
+        self
+    }
+
     /// The layer. Build it once at start-up: each policy registers its
     /// counters for the life of the process.
     ///
     /// # Errors
-    /// A TTL under a second; a route that does not start with `/` or has a
+    /// A TTL under a second; a `stale`, `fail_safe` or `fail_safe_throttle`
+    /// between zero and a second (they count whole seconds); a route that does not start with `/` or has a
     /// malformed parameter; a tag that names no parameter of the route, or
     /// with two placeholders not separated by one of `:` `/` `|` `,` `=` `&`
     /// `;` `#`.
@@ -175,6 +237,17 @@ impl PageCacheBuilder {
                 "a page cache needs a TTL of at least one second, not {:?}",
                 self.ttl
             )));
+        }
+        for (option, value) in [
+            ("stale", self.stale),
+            ("fail_safe", self.fail_safe),
+            ("fail_safe_throttle", self.fail_safe_throttle),
+        ] {
+            if !value.is_zero() && value.as_secs() == 0 {
+                return Err(ConfigError(format!(
+                    "a page cache's `{option}` counts whole seconds: {value:?} would be none; give at least one second, or zero to turn it off"
+                )));
+            }
         }
         let route = self.route.as_deref().map(RoutePattern::parse).transpose().map_err(ConfigError)?;
         let tags = self
@@ -190,7 +263,10 @@ impl PageCacheBuilder {
         // One site per policy, for the life of the process: policies are made
         // at start-up, so this is bounded by the routes of the application.
         let name: &'static str = Box::leak(name.into_boxed_str());
-        let site: &'static Site = Box::leak(Box::new(Site::new(name, ttl_secs, self.jitter.as_secs())));
+        let site = Site::new(name, ttl_secs, self.jitter.as_secs())
+            .with_stale(self.stale.as_secs())
+            .with_fail_safe(self.fail_safe.as_secs(), self.fail_safe_throttle.as_secs());
+        let site: &'static Site = Box::leak(Box::new(site));
         let policy = Policy {
             cache: self.cache,
             site,
@@ -344,7 +420,9 @@ pub(super) fn variant_key(
     Some(key)
 }
 
-/// `name=%[value%.value%]&...`; `None` when a value is not visible ASCII.
+/// `name=%[value%.value%]&...`, negotiation headers normalized
+/// ([`super::vary`]): one value, canonical, when the header is present;
+/// `None` when a value is not visible ASCII.
 fn write_vary(key: &mut KeyWriter, names: &[HeaderName], request: &HeaderMap) -> Option<()> {
     for (index, name) in names.iter().enumerate() {
         if index > 0 {
@@ -354,7 +432,10 @@ fn write_vary(key: &mut KeyWriter, names: &[HeaderName], request: &HeaderMap) ->
         key.write_literal("=");
         let values: SmallVec<[&str; 2]> =
             request.get_all(name).iter().map(|value| value.to_str().ok()).collect::<Option<_>>()?;
-        key.write_part(&values[..]);
+        match super::vary::normalize(name, &values).filter(|_| !values.is_empty()) {
+            Some(canonical) => key.write_part(&[canonical.as_str()][..]),
+            None => key.write_part(&values[..]),
+        }
     }
     Some(())
 }
@@ -604,6 +685,33 @@ mod tests {
     }
 
     #[test]
+    fn equivalent_negotiation_headers_share_a_key() {
+        let policy = policy(PageCache::builder(Duration::from_secs(60)).vary(http::header::ACCEPT_ENCODING));
+        let encoding = |value: &str| key(&policy, "/x", &[("accept-encoding", value)]).unwrap();
+        assert_eq!(encoding("gzip, deflate"), encoding("deflate,gzip"));
+        assert_eq!(encoding("gzip, deflate"), encoding("GZIP , Deflate;q=1.0"));
+        assert_ne!(encoding("gzip, deflate"), encoding("gzip"));
+        assert_ne!(encoding("gzip"), encoding("gzip;q=0"));
+        assert_ne!(
+            key(&policy, "/x", &[]),
+            key(&policy, "/x", &[("accept-encoding", "")]),
+            "absent is not empty"
+        );
+        let mut lines = parts(Method::GET, "/x", &[]);
+        lines.headers.append(http::header::ACCEPT_ENCODING, HeaderValue::from_static("deflate"));
+        lines.headers.append(http::header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+        assert_eq!(policy.primary_key(&lines).unwrap().as_str(), encoding("gzip, deflate"));
+
+        let policy = super::tests::policy(
+            PageCache::builder(Duration::from_secs(60)).vary(http::header::ACCEPT_LANGUAGE),
+        );
+        let language = |value: &str| key(&policy, "/x", &[("accept-language", value)]).unwrap();
+        assert_eq!(language("fr-CH, fr;q=0.9"), language("fr;q=0.90,fr-ch"));
+        assert_ne!(language("en, fr"), language("fr, en"));
+        assert_ne!(language("a;b"), language("a; b"), "malformed values go in as they came");
+    }
+
+    #[test]
     fn tags_render_route_parameters_like_cached_does() {
         let policy = policy(
             PageCache::builder(Duration::from_secs(60))
@@ -650,6 +758,11 @@ mod tests {
         assert!(error(ttl().route("/{a}").tag("a <a>")).contains("whitespace"));
         assert!(error(ttl().route("/{a}").tag("<a")).contains("without its `>`"));
         assert!(ttl().route("/{a}/{b}").tag("<a>:<b>").build().is_ok());
+        assert!(error(ttl().stale(Duration::from_millis(500))).contains("`stale` counts whole seconds"));
+        assert!(error(ttl().fail_safe(Duration::from_millis(1))).contains("`fail_safe`"));
+        assert!(error(ttl().fail_safe_throttle(Duration::from_millis(999))).contains("`fail_safe_throttle`"));
+        let extremes = ttl().stale(Duration::MAX).fail_safe(Duration::MAX).fail_safe_throttle(Duration::ZERO);
+        assert!(extremes.build().is_ok(), "any whole number of seconds is fine");
     }
 
     proptest::proptest! {

@@ -15,8 +15,19 @@ use super::policy::Policy;
 use crate::entry_info::{from_unix_ms, unix_ms};
 use crate::http::headers;
 
-/// `x-cache`: `HIT`, `MISS` or `BYPASS`.
+/// `x-cache`: `HIT`, `MISS`, `STALE` or `BYPASS`.
 pub(super) const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+
+/// Where a page sent comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Delivery {
+    /// The origin, just now.
+    Miss,
+    /// The cache, fresh.
+    Hit,
+    /// The cache, past its freshness (stale-while-revalidate, fail-safe).
+    Stale,
+}
 
 /// An entry of a page cache.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -149,12 +160,14 @@ impl StoredPage {
 
     /// The response to a request with `conditions` (`If-None-Match`,
     /// `If-Modified-Since`): the page (without its body for `HEAD`), or `304`.
+    /// From the cache, it has an `Age`; stale, a `Cache-Control: no-cache`
+    /// whatever the policy's, so that no cache downstream takes it for fresh.
     pub(super) fn respond(
         &self,
         policy: &Policy,
         conditions: &HeaderMap,
         head: bool,
-        hit: bool,
+        delivery: Delivery,
     ) -> http::Response<Bytes> {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::OK);
         let last_modified = from_unix_ms(self.last_modified_secs.saturating_mul(1000));
@@ -179,12 +192,17 @@ impl StoredPage {
             response
         };
         let headers = response.headers_mut();
-        headers.insert(CACHE_CONTROL, policy.cache_control.clone());
-        if hit {
+        let (cache_control, x_cache) = match delivery {
+            Delivery::Miss => (policy.cache_control.clone(), "MISS"),
+            Delivery::Hit => (policy.cache_control.clone(), "HIT"),
+            Delivery::Stale => (HeaderValue::from_static("no-cache"), "STALE"),
+        };
+        headers.insert(CACHE_CONTROL, cache_control);
+        if delivery != Delivery::Miss {
             let age = Duration::from_millis(unix_ms().saturating_sub(self.filled_at_ms));
             headers.insert(AGE, headers::seconds(age));
         }
-        headers.insert(X_CACHE, HeaderValue::from_static(if hit { "HIT" } else { "MISS" }));
+        headers.insert(X_CACHE, HeaderValue::from_static(x_cache));
         response
     }
 
@@ -315,7 +333,7 @@ mod tests {
         );
         let page =
             StoredPage::new(&policy, parts, Bytes::from_static(b"hello"), &[http::header::ACCEPT_ENCODING]);
-        let sent = page.respond(&policy, &HeaderMap::new(), false, false);
+        let sent = page.respond(&policy, &HeaderMap::new(), false, Delivery::Miss);
         let headers = sent.headers();
         for gone in ["connection", "x-private", "transfer-encoding", "age"] {
             assert!(!headers.contains_key(gone), "{gone}");
@@ -355,14 +373,14 @@ mod tests {
         let page = StoredPage::new(&policy, response(200, &[]), Bytes::from_static(b"hello"), &[]);
         let mut conditions = HeaderMap::new();
         conditions.insert(http::header::IF_NONE_MATCH, page.headers[ETAG].clone());
-        let not_modified = page.respond(&policy, &conditions, false, true);
+        let not_modified = page.respond(&policy, &conditions, false, Delivery::Hit);
         assert_eq!(not_modified.status(), StatusCode::NOT_MODIFIED);
         assert!(not_modified.body().is_empty());
         assert_eq!(not_modified.headers()[CONTENT_LENGTH], "5", "the page's length, not the 304's");
         assert_eq!(not_modified.headers()["x-cache"], "HIT");
         assert_eq!(not_modified.headers()["age"], "0");
 
-        let head = page.respond(&policy, &HeaderMap::new(), true, true);
+        let head = page.respond(&policy, &HeaderMap::new(), true, Delivery::Hit);
         assert_eq!(head.status(), StatusCode::OK);
         assert!(head.body().is_empty());
         assert_eq!(head.headers()["content-length"], "5");
@@ -371,14 +389,36 @@ mod tests {
             StoredPage::new(&policy, response(204, &[("content-length", "0")]), Bytes::new(), &[]);
         assert!(
             !no_content
-                .respond(&policy, &HeaderMap::new(), false, true)
+                .respond(&policy, &HeaderMap::new(), false, Delivery::Hit)
                 .headers()
                 .contains_key(CONTENT_LENGTH)
         );
 
         let not_found = StoredPage::new(&policy, response(404, &[]), Bytes::new(), &[]);
         conditions.insert(http::header::IF_NONE_MATCH, HeaderValue::from_static("*"));
-        assert_eq!(not_found.respond(&policy, &conditions, false, true).status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            not_found.respond(&policy, &conditions, false, Delivery::Hit).status(),
+            StatusCode::NOT_FOUND
+        );
+    }
+
+    #[test]
+    fn stale_pages_have_an_age_and_promise_no_freshness() {
+        let policy = PageCache::builder(Duration::from_secs(60))
+            .downstream(crate::http::Downstream::revalidate().max_age(Duration::from_secs(60)))
+            .build()
+            .unwrap()
+            .policy;
+        let mut page = StoredPage::new(&policy, response(200, &[]), Bytes::from_static(b"hello"), &[]);
+        page.filled_at_ms -= 90_000;
+        let hit = page.respond(&policy, &HeaderMap::new(), false, Delivery::Hit);
+        assert_eq!(hit.headers()["cache-control"], "max-age=60");
+        let stale = page.respond(&policy, &HeaderMap::new(), false, Delivery::Stale);
+        assert_eq!(stale.headers()["x-cache"], "STALE");
+        assert_eq!(stale.headers()["age"], "90");
+        assert_eq!(stale.headers()["cache-control"], "no-cache", "not the policy's max-age");
+        assert_eq!(stale.headers()[ETAG], page.headers[ETAG]);
+        assert_eq!(stale.body(), "hello");
     }
 
     #[test]

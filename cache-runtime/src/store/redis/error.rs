@@ -14,6 +14,7 @@ use redis::RedisError;
 /// | [`OutOfMemory`](Self::OutOfMemory) | Redis is up | nothing is stored; invalidations fall back to deletes, which Redis accepts when full |
 /// | [`WrongType`](Self::WrongType) | Redis is up | a miss; the next store overwrites the key |
 /// | [`Server`](Self::Server) | Redis is up | logged; the body runs |
+/// | [`NotStored`](Self::NotStored) | — | a put's value was not stored; its entry was deleted |
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum CacheError {
@@ -35,11 +36,17 @@ pub enum CacheError {
     WrongType(RedisError),
     /// Any other error answer.
     Server(RedisError),
+    /// A put was not stored: the value is larger than the cache takes, or
+    /// another write or an invalidation overtook it. The entry was deleted.
+    NotStored,
 }
 
 impl CacheError {
     /// Sorts an error from the Redis client into its class.
     pub(crate) fn classify(error: RedisError) -> Self {
+        if error.to_string().contains(super::conn::SLOTS_BREAKER_OPEN) {
+            return Self::BreakerOpen;
+        }
         if error.is_timeout() {
             return Self::Timeout;
         }
@@ -83,6 +90,7 @@ impl CacheError {
             Self::OutOfMemory(_) => "out_of_memory",
             Self::WrongType(_) => "wrong_type",
             Self::Server(_) => "server",
+            Self::NotStored => "not_stored",
         }
     }
 }
@@ -99,6 +107,7 @@ impl fmt::Display for CacheError {
             Self::OutOfMemory(error) => write!(f, "Redis is out of memory: {error}"),
             Self::WrongType(error) => write!(f, "the Redis key holds another type: {error}"),
             Self::Server(error) => write!(f, "Redis answered with an error: {error}"),
+            Self::NotStored => f.write_str("the value was not stored: the entry was deleted instead"),
         }
     }
 }

@@ -4,6 +4,8 @@
 //! With prefix `P` and a rendered key `K`:
 //! - `P:{K}` holds the encoded entry (an [`Envelope`] and the value);
 //! - `P:{K}:lease` is the load lease of that entry (same hash slot, thanks to `{K}`);
+//! - `P:{K}:wait` marks a lease another process waits for: its release is
+//!   published on the channel `P:wake` (see `wake`);
 //! - `P:gen:t:<tag>` and `P:gen:v:<version>` are generation counters.
 //!
 //! # Guarantees
@@ -23,8 +25,11 @@
 //!   Redis is not serving open a circuit breaker (see [`CacheError`]).
 
 mod breaker;
+mod conn;
+mod direct;
 mod error;
 mod scripts;
+mod wake;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -32,10 +37,13 @@ use std::time::Duration;
 
 pub use breaker::BreakerState;
 use breaker::{Breaker, Permit};
+use conn::Conn;
+pub(crate) use conn::{ClusterTarget, Target};
 pub use error::CacheError;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisResult, Value};
 use scripts::Scripts;
+pub(crate) use wake::ReleaseWatch;
+use wake::Wakeups;
 
 use super::{
     Commit, Fill, Found, LayerKind, LayerStatus, Lease, MemoryEntry, Request, Store, Targets, Ticket, Urgency,
@@ -57,6 +65,8 @@ pub(crate) struct RedisSettings {
     pub(crate) max_value_bytes: usize,
     pub(crate) breaker_threshold: u32,
     pub(crate) breaker_cooldown: Duration,
+    /// Whether waiters for another process's lease subscribe to its release.
+    pub(crate) lease_notifications: bool,
 }
 
 impl Default for RedisSettings {
@@ -69,8 +79,30 @@ impl Default for RedisSettings {
             max_value_bytes: 4 * 1024 * 1024,
             breaker_threshold: 5,
             breaker_cooldown: Duration::from_secs(1),
+            lease_notifications: true,
         }
     }
+}
+
+/// `text` with the characters special to `SCAN MATCH` escaped.
+fn glob_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+/// How a load takes an entry's lease.
+#[derive(Clone, Copy)]
+enum Take {
+    /// Only when no one holds it (a load).
+    IfFree,
+    /// Whoever holds it (a put, which wins over a load in progress).
+    Over,
 }
 
 /// A handle on the Redis store; clones share the connection and breaker.
@@ -80,48 +112,95 @@ pub(crate) struct RedisStore {
 }
 
 struct Shared {
-    client: redis::Client,
-    connection: OnceLock<ConnectionManager>,
+    target: Target,
+    connection: OnceLock<Conn>,
     settings: RedisSettings,
     breaker: Breaker,
     scripts: Scripts,
     undecodable_warnings: AtomicU64,
+    /// Wake-ups of waiters for another process's lease (`None`: they poll).
+    wakeups: Option<Arc<Wakeups>>,
+    /// The channel lease releases are published on.
+    wake_channel: String,
 }
 
 impl RedisStore {
-    pub(crate) fn new(client: redis::Client, settings: RedisSettings) -> Self {
+    /// Takes the entry's lease (`how`) and reads the generations of its dependencies, in one round trip.
+    async fn begin(
+        &self,
+        request: &Request<'_>,
+        lifetime: Duration,
+        token: u128,
+        how: Take,
+    ) -> Result<Ticket, CacheError> {
+        let entry_key = self.entry_key(request.key.as_bytes());
+        let lease_key = Self::lease_key(&entry_key);
+        let settings = &self.shared.settings;
+        let counter_ms = expire_ms(lifetime.saturating_add(settings.lease));
+        let mut pipe = redis::pipe();
+        match how {
+            Take::IfFree => pipe
+                .cmd("EVALSHA")
+                .arg(self.shared.scripts.acquire.get_hash())
+                .arg(2)
+                .arg(&lease_key)
+                .arg(Self::wait_key(&entry_key)),
+            // A plain write: whoever held the lease loses it, and with it its commit.
+            Take::Over => pipe.cmd("SET").arg(&lease_key),
+        };
+        pipe.arg(token_text(token));
+        match how {
+            Take::IfFree => pipe.arg(expire_ms(settings.lease)),
+            Take::Over => pipe.arg("PX").arg(expire_ms(settings.lease)),
+        };
+        for name in request.dependencies {
+            pipe.cmd("EVALSHA")
+                .arg(self.shared.scripts.observe.get_hash())
+                .arg(1)
+                .arg(self.counter_key(name))
+                .arg(counter_ms);
+        }
+        let values: Vec<Value> = self.with_scripts(Urgency::Normal, &pipe).await?;
+        let mut values = values.into_iter();
+        let lease = match values.next() {
+            Some(Value::Int(1) | Value::Okay) => Lease::Held(token),
+            _ => Lease::Busy,
+        };
+        let generations = values.map(|value| counter_value(value).unwrap_or(0)).collect();
+        Ok(Ticket::new(lease, generations))
+    }
+    pub(crate) fn new(target: Target, settings: RedisSettings) -> Self {
         let breaker = Breaker::new(settings.breaker_threshold, settings.breaker_cooldown);
+        let wake_channel = format!("{}:wake", settings.prefix);
+        let wakeups = settings
+            .lease_notifications
+            .then(|| Wakeups::new(target.node_client(0).clone(), wake_channel.clone(), settings.timeout));
         Self {
             shared: Arc::new(Shared {
-                client,
+                target,
                 connection: OnceLock::new(),
                 settings,
                 breaker,
                 scripts: Scripts::new(),
                 undecodable_warnings: AtomicU64::new(0),
+                wakeups,
+                wake_channel,
             }),
         }
     }
 
-    fn connection(&self) -> RedisResult<ConnectionManager> {
+    fn connection(&self) -> RedisResult<Conn> {
         if let Some(connection) = self.shared.connection.get() {
             return Ok(connection.clone());
         }
-        let timeout = self.shared.settings.timeout;
-        // No retries inside the client: one attempt, bounded by `timeout`; the
-        // breaker and the next call decide what happens after a failure.
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(0);
-        let connection = ConnectionManager::new_lazy_with_config(self.shared.client.clone(), config)?;
+        let connection = self.shared.target.connect(&self.shared.settings)?;
         Ok(self.shared.connection.get_or_init(|| connection).clone())
     }
 
     /// Runs one Redis exchange under the breaker and classifies its errors.
     async fn call<T, F, Fut>(&self, urgency: Urgency, exchange: F) -> Result<T, CacheError>
     where
-        F: FnOnce(ConnectionManager) -> Fut,
+        F: FnOnce(Conn) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         let permit: Permit<'_> = match urgency {
@@ -129,12 +208,14 @@ impl RedisStore {
             Urgency::Forced => self.shared.breaker.force_permit(),
         };
         let connection = match self.connection() {
-            Ok(connection) => connection,
+            Ok(connection) => connection.for_call(urgency),
             Err(error) => {
                 permit.failed();
                 return Err(CacheError::Connection(error));
             }
         };
+        // A cluster has breakers per slot, in the connection.
+        let judged = connection.uses_store_breaker();
         match exchange(connection).await {
             Ok(value) => {
                 permit.succeeded();
@@ -142,7 +223,7 @@ impl RedisStore {
             }
             Err(error) => {
                 let error = CacheError::classify(error);
-                if error.is_outage() {
+                if error.is_outage() && judged {
                     permit.failed()
                 } else {
                     permit.succeeded()
@@ -189,6 +270,14 @@ impl RedisStore {
         lease.extend_from_slice(entry_key);
         lease.extend_from_slice(b":lease");
         lease
+    }
+
+    /// The mark of an entry whose lease another process waits for.
+    fn wait_key(entry_key: &[u8]) -> Vec<u8> {
+        let mut wait = Vec::with_capacity(entry_key.len() + 5);
+        wait.extend_from_slice(entry_key);
+        wait.extend_from_slice(b":wait");
+        wait
     }
 
     fn counter_key(&self, dependency: &str) -> String {
@@ -275,13 +364,113 @@ impl RedisStore {
         tracing::debug!(function = request.site.function(), %error, "cache unavailable: running the function body");
     }
 
+    /// Deletes every key of this cache's prefix (entries, leases, counters),
+    /// `SCAN` batch by `UNLINK` batch, on every master of a cluster; returns
+    /// how many were deleted.
+    pub(crate) async fn clear(&self) -> Result<u64, CacheError> {
+        let pattern = format!("{}:*", glob_escape(&self.shared.settings.prefix));
+        let masters =
+            self.call(Urgency::Normal, |mut connection| async move { connection.masters().await }).await?;
+        let mut deleted = 0;
+        for node in &masters {
+            let mut cursor = 0_u64;
+            loop {
+                let mut scan = redis::cmd("SCAN");
+                scan.arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000);
+                let (next, keys): (u64, Vec<Vec<u8>>) = self
+                    .call(Urgency::Normal, |mut connection| async move {
+                        connection.on_node(node.as_ref(), scan).await
+                    })
+                    .await?;
+                if !keys.is_empty() {
+                    // On a cluster the client splits it by slot.
+                    let mut unlink = redis::cmd("UNLINK");
+                    unlink.arg(keys);
+                    deleted += self.raw::<u64>(unlink).await?;
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Entries by namespace, from a `SCAN` of at most about `limit` keys;
+    /// and whether the scan saw every key.
+    pub(crate) async fn key_counts(
+        &self,
+        limit: u64,
+    ) -> Result<(std::collections::BTreeMap<String, u64>, u64, bool), CacheError> {
+        let prefix = format!("{}:{{", self.shared.settings.prefix);
+        let pattern = format!("{}*", glob_escape(&prefix));
+        let mut counts = std::collections::BTreeMap::new();
+        let (mut cursor, mut scanned) = (0_u64, 0_u64);
+        loop {
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000);
+            let (next, keys): (u64, Vec<Vec<u8>>) = self.raw(scan).await?;
+            for key in keys {
+                scanned += 1;
+                let Some(inner) =
+                    key.strip_prefix(prefix.as_bytes()).and_then(|rest| rest.strip_suffix(b"}"))
+                else {
+                    continue; // a lease
+                };
+                *counts.entry(super::memory::namespace(inner).to_owned()).or_insert(0) += 1;
+            }
+            if next == 0 {
+                return Ok((counts, scanned, true));
+            }
+            if scanned >= limit {
+                return Ok((counts, scanned, false));
+            }
+            cursor = next;
+        }
+    }
+
     /// Runs a raw command (for tools and tests).
     pub(crate) async fn raw<T: redis::FromRedisValue>(&self, command: redis::Cmd) -> Result<T, CacheError> {
         self.call(Urgency::Normal, |mut connection| async move { command.query_async(&mut connection).await })
             .await
     }
 
+    /// The key prefix.
+    pub(crate) fn prefix(&self) -> &str {
+        &self.shared.settings.prefix
+    }
+
+    /// A client for a connection of its own (the bus's subscriber): on a
+    /// cluster, each seed node in turn, `attempt` picking which.
+    pub(crate) fn node_client(&self, attempt: usize) -> &redis::Client {
+        self.shared.target.node_client(attempt)
+    }
+
+    /// The bound on every wait for Redis.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.shared.settings.timeout
+    }
+
+    /// Publishes `message` on `channel`.
+    pub(crate) async fn publish(&self, channel: &str, message: &[u8]) -> Result<(), CacheError> {
+        let mut publish = redis::cmd("PUBLISH");
+        publish.arg(channel).arg(message);
+        self.raw::<redis::Value>(publish).await.map(drop)
+    }
+
     async fn invalidate_with(&self, targets: &Targets, urgency: Urgency) -> Result<(), CacheError> {
+        self.invalidate_announcing(targets, urgency, None).await
+    }
+
+    /// Deletes the keys and bumps the counters of `targets`, then publishes
+    /// `announcement` (a channel and a message), in one round trip.
+    pub(crate) async fn invalidate_announcing(
+        &self,
+        targets: &Targets,
+        urgency: Urgency,
+        announcement: Option<(&str, &[u8])>,
+    ) -> Result<(), CacheError> {
         let entry_keys: Vec<Vec<u8>> =
             targets.keys.iter().map(|key| self.entry_key(key.as_bytes())).collect();
         let counters: Vec<String> = targets.dependencies.iter().map(|name| self.counter_key(name)).collect();
@@ -291,6 +480,9 @@ impl RedisStore {
         }
         for counter in &counters {
             pipe.cmd("EVALSHA").arg(self.shared.scripts.bump.get_hash()).arg(1).arg(counter).ignore();
+        }
+        if let Some((channel, message)) = announcement {
+            pipe.cmd("PUBLISH").arg(channel).arg(message).ignore();
         }
         match self.with_scripts::<()>(urgency, &pipe).await {
             Err(CacheError::OutOfMemory(_)) => {
@@ -303,6 +495,9 @@ impl RedisStore {
                 }
                 for counter in &counters {
                     pipe.cmd("DEL").arg(counter).ignore();
+                }
+                if let Some((channel, message)) = announcement {
+                    pipe.cmd("PUBLISH").arg(channel).arg(message).ignore();
                 }
                 self.call(urgency, |mut connection| async move { pipe.query_async(&mut connection).await })
                     .await
@@ -391,31 +586,16 @@ impl Store for RedisStore {
         lifetime: Duration,
         token: u128,
     ) -> Result<Ticket, CacheError> {
-        let lease_key = Self::lease_key(&self.entry_key(request.key.as_bytes()));
-        let settings = &self.shared.settings;
-        let counter_ms = expire_ms(lifetime.saturating_add(settings.lease));
-        let mut pipe = redis::pipe();
-        pipe.cmd("EVALSHA")
-            .arg(self.shared.scripts.acquire.get_hash())
-            .arg(1)
-            .arg(&lease_key)
-            .arg(token_text(token))
-            .arg(expire_ms(settings.lease));
-        for name in request.dependencies {
-            pipe.cmd("EVALSHA")
-                .arg(self.shared.scripts.observe.get_hash())
-                .arg(1)
-                .arg(self.counter_key(name))
-                .arg(counter_ms);
-        }
-        let values: Vec<Value> = self.with_scripts(Urgency::Normal, &pipe).await?;
-        let mut values = values.into_iter();
-        let lease = match values.next() {
-            Some(Value::Int(1)) => Lease::Held(token),
-            _ => Lease::Busy,
-        };
-        let generations = values.map(|value| counter_value(value).unwrap_or(0)).collect();
-        Ok(Ticket { lease, generations })
+        self.begin(request, lifetime, token, Take::IfFree).await
+    }
+
+    async fn begin_put(
+        &self,
+        request: &Request<'_>,
+        lifetime: Duration,
+        token: u128,
+    ) -> Result<Ticket, CacheError> {
+        self.begin(request, lifetime, token, Take::Over).await
     }
 
     async fn commit(&self, request: &Request<'_>, ticket: &Ticket, fill: Fill<'_>) -> Commit {
@@ -460,12 +640,14 @@ impl Store for RedisStore {
         let mut pipe = redis::pipe();
         pipe.cmd("EVALSHA")
             .arg(self.shared.scripts.store.get_hash())
-            .arg(2)
+            .arg(3)
             .arg(&entry_key)
             .arg(Self::lease_key(&entry_key))
+            .arg(Self::wait_key(&entry_key))
             .arg(token_text(token))
             .arg(bytes)
-            .arg(expire_ms(fill.lifetime.saturating_add(fill.keep)));
+            .arg(expire_ms(fill.lifetime.saturating_add(fill.keep)))
+            .arg(&self.shared.wake_channel);
         match self.with_scripts::<Vec<i64>>(Urgency::Normal, &pipe).await {
             Ok(stored) if stored.first() == Some(&1) => Commit::Stored(meta),
             Ok(_) => Commit::Refused,
@@ -496,14 +678,17 @@ impl Store for RedisStore {
             return; // no runtime to release it on: the lease expires by itself
         };
         let store = self.clone();
-        let lease_key = Self::lease_key(&self.entry_key(key.as_bytes()));
+        let entry_key = self.entry_key(key.as_bytes());
         runtime.spawn(async move {
             let mut pipe = redis::pipe();
             pipe.cmd("EVALSHA")
                 .arg(store.shared.scripts.release.get_hash())
-                .arg(1)
-                .arg(lease_key)
+                .arg(2)
+                .arg(Self::lease_key(&entry_key))
+                .arg(Self::wait_key(&entry_key))
                 .arg(token_text(token))
+                .arg(&store.shared.wake_channel)
+                .arg(&entry_key)
                 .ignore();
             if let Err(error) = store.with_scripts::<()>(Urgency::Forced, &pipe).await {
                 tracing::debug!(%error, "lease not released: it expires by itself");
@@ -515,6 +700,10 @@ impl Store for RedisStore {
         self.invalidate_with(targets, urgency).await
     }
 
+    fn watch_release(&self, key: &KeyWriter) -> Option<ReleaseWatch> {
+        self.shared.wakeups.as_ref()?.watch(&self.entry_key(key.as_bytes()))
+    }
+
     fn is_remote(&self) -> bool {
         true
     }
@@ -524,7 +713,14 @@ impl Store for RedisStore {
             kind: LayerKind::Redis,
             entries: None,
             weight_bytes: None,
-            breaker: Some(self.shared.breaker.state()),
+            breaker: Some(
+                self.shared
+                    .connection
+                    .get()
+                    .and_then(Conn::breaker_state)
+                    .unwrap_or_else(|| self.shared.breaker.state()),
+            ),
+            evictions: None,
         }
     }
 }
@@ -536,12 +732,13 @@ mod tests {
     #[test]
     fn keys_share_the_entry_hash_slot() {
         let store = RedisStore::new(
-            redis::Client::open("redis://127.0.0.1:1").expect("valid url"),
+            Target::Single(redis::Client::open("redis://127.0.0.1:1").expect("valid url")),
             RedisSettings { prefix: "app:prod".into(), ..RedisSettings::default() },
         );
         let entry = store.entry_key(b"user:42");
         assert_eq!(entry, b"app:prod:{user:42}");
         assert_eq!(RedisStore::lease_key(&entry), b"app:prod:{user:42}:lease");
+        assert_eq!(RedisStore::wait_key(&entry), b"app:prod:{user:42}:wait");
         assert_eq!(store.counter_key("t:org:7"), "app:prod:gen:t:org:7");
     }
 
