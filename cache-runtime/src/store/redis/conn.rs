@@ -421,6 +421,9 @@ async fn cluster_command(handle: &ClusterHandle, urgency: Urgency, command: &Cmd
     {
         outcome = connection.req_packed_command(&eval).await;
     }
+    // Only the client's own answers tell whether it wedged: the direct path
+    // answering hits says nothing about it.
+    handle.observe(&outcome);
     match &outcome {
         Err(error) if super::CacheError::classify(error.clone()).is_outage() => permit.failed(),
         _ => permit.succeeded(),
@@ -502,9 +505,7 @@ impl ConnectionLike for Conn {
                 async move {
                     // Bounded by the client's overall response timeout (no timer of our own:
                     // one per call costs a tenth of the hit throughput).
-                    let outcome = cluster_command(&handle, urgency, cmd).await;
-                    handle.observe(&outcome);
-                    outcome
+                    cluster_command(&handle, urgency, cmd).await
                 }
                 .boxed()
             }
@@ -522,14 +523,17 @@ impl ConnectionLike for Conn {
             Self::Cluster(handle, urgency) => {
                 let (handle, urgency) = (Arc::clone(handle), *urgency);
                 let exchange: BoxFuture<'a, RedisResult<Vec<Value>>> = async move {
-                    let outcome = tokio::time::timeout(
+                    tokio::time::timeout(
                         handle.timeout,
                         cluster_pipeline(&handle, urgency, pipeline, offset, count),
                     )
                     .await
-                    .unwrap_or_else(|_| Err(timed_out()));
-                    handle.observe(&outcome);
-                    outcome
+                    .unwrap_or_else(|_| {
+                        // Its commands were cut off before they could be observed.
+                        let outcome = Err(timed_out());
+                        handle.observe(&outcome);
+                        outcome
+                    })
                 }
                 .boxed();
                 exchange
