@@ -297,14 +297,26 @@ pub(crate) fn spawn_refresh<L>(
     });
 }
 
-/// Stores `value` as a load would, taking the entry's lease over so that a
-/// load in progress is refused: the put wins. `Err` when it was not stored.
-pub(crate) async fn put(cache: &Cache, request: &Request<'_>, value: &SharedValue) -> Result<(), CacheError> {
-    let store = &cache.inner.store;
+/// Takes the entry's lease over for a put whose value comes later: from now
+/// on, a load that began earlier is refused, and so is this put's
+/// [`commit_put`] if another put, a load or an invalidation of the entry
+/// comes in between.
+pub(crate) async fn begin_put(cache: &Cache, request: &Request<'_>) -> Result<Ticket, CacheError> {
     let lifetime = cache.entry_lifetime(request.site);
-    let ticket = store.begin_put(request, lifetime, new_token()).await?;
+    cache.inner.store.begin_put(request, lifetime, new_token()).await
+}
+
+/// Stores `value` under a put's `ticket`; [`CacheError::NotStored`] when the
+/// ticket no longer holds the lease or the value could not be stored.
+pub(crate) async fn commit_put(
+    cache: &Cache,
+    request: &Request<'_>,
+    ticket: &Ticket,
+    value: &SharedValue,
+) -> Result<(), CacheError> {
+    let lifetime = cache.entry_lifetime(request.site);
     let fill = Fill { value, lifetime, keep: request.site.keep(), load_time: Duration::ZERO };
-    match store.commit(request, &ticket, fill).await {
+    match cache.inner.store.commit(request, ticket, fill).await {
         Commit::Stored(meta) => {
             entry_info::record(|| meta.info(request.key, false));
             Ok(())

@@ -10,11 +10,17 @@
 //! reader uses, escaping, impl scope and default key included.
 //!
 //! A put stores a value into the entry the way a load would, under the
-//! entry's lease: it takes the lease over, so a load that began before the
-//! put and finishes after it is refused (the put wins). If the value cannot be
-//! stored, the entry is deleted instead (with the retries of an invalidation),
-//! never left as it was. A put runs in a task of its own, so a caller
-//! cancelled after its write cannot cut it off.
+//! entry's lease. `#[cache_put]` takes the lease over *before* the write runs:
+//! - a load that began before the write and finishes after it is refused (the
+//!   put wins);
+//! - of two overlapping writes of one entry, only the one that began last
+//!   stores its value; the other deletes the entry, since its value may be
+//!   older than the table;
+//! - a value that cannot be stored deletes the entry (with the retries of an
+//!   invalidation), never leaves it as it was;
+//! - a write cancelled while it runs deletes the entry (its outcome is
+//!   unknown); once it has its value, the put runs in a task of its own, so a
+//!   caller cancelled then cannot cut it off.
 
 use std::marker::PhantomData;
 
@@ -101,6 +107,7 @@ impl<R, K, const TAGS: usize, const VERSIONS: usize> Entry<R, K, TAGS, VERSIONS>
 }
 
 /// An [`Entry`] with its types erased, owned so a task can carry it.
+#[derive(Clone)]
 struct Parts {
     site: &'static Site,
     key: KeyWriter,
@@ -197,17 +204,117 @@ where
     C: AsCache,
     F: Future<Output = WR>,
 {
+    let pending = PendingPut::begin(cache.as_cache(), entry.parts::<M, S>()).await;
     let output = body.await;
-    if WM::succeeded(&output) {
-        let outcome = match WM::cacheable(&output) {
-            Some(value) => put_shared(cache.as_cache(), entry.parts::<M, S>(), same(value).share()).await,
-            None => delete(cache.as_cache(), entry.into_key()).await,
-        };
-        if let Err(error) = outcome {
-            tracing::warn!(%error, "cache put not applied yet: the entry is being deleted in the background");
-        }
+    let end = if !WM::succeeded(&output) {
+        PutEnd::Abandon
+    } else if let Some(value) = WM::cacheable(&output) {
+        PutEnd::Store(same(value).share())
+    } else {
+        PutEnd::Delete
+    };
+    if let Err(error) = pending.end(end).await {
+        tracing::warn!(%error, "cache put not applied yet: the entry is being deleted in the background");
     }
     output
+}
+
+/// A write-through in progress: it took the entry's lease over before the
+/// write ran, so that of two overlapping writes of one entry only the one
+/// that began last can store its value, and the other deletes the entry
+/// (its value may be older than the table). Dropped before it ended (its
+/// caller was cancelled during the write, whose outcome is then unknown), it
+/// deletes the entry.
+struct PendingPut {
+    cache: Cache,
+    parts: Parts,
+    /// `None` when the store could not be asked: the write then ends in a deletion.
+    ticket: Option<crate::store::Ticket>,
+    ended: bool,
+}
+
+/// How a write-through ends.
+enum PutEnd {
+    Store(crate::value::SharedValue),
+    Delete,
+    /// The write failed and changed nothing: the lease is given back.
+    Abandon,
+}
+
+impl PendingPut {
+    async fn begin(cache: &Cache, parts: Parts) -> Self {
+        cache.inner.flights.doom(&[parts.key.as_bytes()], &[]);
+        let ticket = match engine::begin_put(cache, &parts.request()).await {
+            Ok(ticket) => Some(ticket),
+            Err(error) => {
+                tracing::debug!(function = parts.site.function(), key = %parts.key, %error, "lease not taken for a put: it will delete the entry");
+                None
+            }
+        };
+        Self { cache: cache.clone(), parts, ticket, ended: false }
+    }
+
+    /// Ends the put in a task of its own when a runtime runs (so the caller's
+    /// cancellation cannot cut it off), and reports the outcome.
+    async fn end(mut self, end: PutEnd) -> Result<(), CacheError> {
+        self.ended = true;
+        let (cache, parts, ticket) = (self.cache.clone(), self.parts.clone(), self.ticket.take());
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return end_put(&cache, &parts, ticket, end).await;
+        };
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        runtime.spawn(async move {
+            let _ = done.send(end_put(&cache, &parts, ticket, end).await);
+        });
+        outcome.await.unwrap_or(Err(CacheError::BreakerOpen))
+    }
+}
+
+impl Drop for PendingPut {
+    fn drop(&mut self) {
+        if self.ended {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (cache, key) = (self.cache.clone(), self.parts.key.clone());
+            runtime.spawn(async move {
+                tracing::debug!(%key, "a write-through was cancelled: deleting its entry");
+                let _ = delete(&cache, key).await;
+            });
+        }
+    }
+}
+
+async fn end_put(
+    cache: &Cache,
+    parts: &Parts,
+    ticket: Option<crate::store::Ticket>,
+    end: PutEnd,
+) -> Result<(), CacheError> {
+    let request = parts.request();
+    match (end, ticket) {
+        (PutEnd::Store(value), Some(ticket)) => {
+            cache.inner.flights.doom(&[parts.key.as_bytes()], &[]);
+            match engine::commit_put(cache, &request, &ticket, &value).await {
+                Ok(()) => {
+                    parts.site.record_put();
+                    Ok(())
+                }
+                Err(error) => {
+                    tracing::debug!(function = parts.site.function(), key = %parts.key, %error, "put not stored: deleting the entry");
+                    delete(cache, parts.key.clone()).await.and(Err(error))
+                }
+            }
+        }
+        (PutEnd::Abandon, Some(ticket)) => {
+            if let crate::store::Lease::Held(token) = ticket.lease {
+                cache.inner.store.abandon(&parts.key, token);
+            }
+            Ok(())
+        }
+        (PutEnd::Abandon, None) => Ok(()),
+        (PutEnd::Store(_) | PutEnd::Delete, _) => delete(cache, parts.key.clone()).await,
+    }
 }
 
 /// Stores `value` into the reader's `entry`, as [`put!`](crate::put) does.
@@ -228,7 +335,8 @@ where
     K: Codec,
     C: AsCache,
 {
-    put_shared(cache.as_cache(), entry.parts::<M, S>(), value.value().share()).await
+    let pending = PendingPut::begin(cache.as_cache(), entry.parts::<M, S>()).await;
+    pending.end(PutEnd::Store(value.value().share())).await
 }
 
 /// The reader's fresh cached value of `entry`, as [`get!`](crate::get) reads
@@ -270,38 +378,7 @@ pub async fn invalidate_keys<C: AsCache, const KEYS: usize>(
     invalidation::invalidate(cache.as_cache(), Targets { keys, dependencies: Vec::new() }).await
 }
 
-async fn delete(cache: &Cache, mut key: KeyWriter) -> Result<(), CacheError> {
-    key.shorten();
+/// Deletes the entry of `key` (as [`Parts`] holds it: shortened).
+async fn delete(cache: &Cache, key: KeyWriter) -> Result<(), CacheError> {
     invalidation::invalidate(cache, Targets { keys: vec![key], dependencies: Vec::new() }).await
-}
-
-/// Stores a shared value under `parts`, in a task of its own when a runtime
-/// runs (so the caller's cancellation cannot cut it off), and reports the outcome.
-async fn put_shared(cache: &Cache, parts: Parts, value: crate::value::SharedValue) -> Result<(), CacheError> {
-    cache.inner.flights.doom(&[parts.key.as_bytes()], &[]);
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        return put_now(cache, &parts, &value).await;
-    };
-    let (done, outcome) = tokio::sync::oneshot::channel();
-    let cache = cache.clone();
-    runtime.spawn(async move {
-        let _ = done.send(put_now(&cache, &parts, &value).await);
-    });
-    outcome.await.unwrap_or(Err(CacheError::BreakerOpen))
-}
-
-/// Stores the value under the entry's lease; deletes the entry if it could not.
-async fn put_now(cache: &Cache, parts: &Parts, value: &crate::value::SharedValue) -> Result<(), CacheError> {
-    let request = parts.request();
-    match engine::put(cache, &request, value).await {
-        Ok(()) => {
-            parts.site.record_put();
-            Ok(())
-        }
-        Err(error) => {
-            tracing::warn!(function = parts.site.function(), key = %parts.key, %error, "put not stored: deleting the entry");
-            let targets = Targets { keys: vec![parts.key.clone()], dependencies: Vec::new() };
-            invalidation::invalidate(cache, targets).await.and(Err(error))
-        }
-    }
 }

@@ -101,6 +101,40 @@ pub async fn save(cache: &Cache, table: &Table, id: u64, name: &str) -> Result<P
     Ok(Profile { id, name: name.to_owned() })
 }
 
+/// Where a write waits after changing the table, until a test lets it answer.
+#[derive(Default)]
+pub struct Hold {
+    entered: Notify,
+    release: Notify,
+}
+
+impl Hold {
+    /// Waits until a write has changed the table and is held.
+    pub async fn entered(&self) {
+        self.entered.notified().await;
+    }
+
+    /// Lets the held write answer.
+    pub fn release(&self) {
+        self.release.notify_one();
+    }
+}
+
+/// Renames like [`save`], then waits at `hold` before answering.
+#[cache_put(profile(id), cache = cache)]
+pub async fn save_held(
+    cache: &Cache,
+    table: &Table,
+    id: u64,
+    name: &str,
+    hold: &Hold,
+) -> Result<Profile, String> {
+    table.set(id, name);
+    hold.entered.notify_one();
+    hold.release.notified().await;
+    Ok(Profile { id, name: name.to_owned() })
+}
+
 /// A write that reports no row: deletes the reader's entry.
 #[cache_put(profile(id), cache = cache)]
 pub async fn archive(cache: &Cache, id: u64) -> Option<Profile> {
@@ -141,6 +175,54 @@ pub async fn cache_put_stores_the_written_value(cache: &Cache) {
         .find(|site| site.function.ends_with("linked::profile"))
         .map_or(0, |site| site.puts);
     assert!(puts >= 1, "puts are counted on the reader");
+}
+
+/// Two writes of one row overlap, and the one that changed the table first
+/// answers last: its older value is not left in the cache.
+pub async fn overlapping_puts_leave_the_last_written_value(cache: &Cache) {
+    let table = Arc::new(Table::default());
+    profile(cache, &table, 1).await.unwrap();
+    let hold = Arc::new(Hold::default());
+    let first = tokio::spawn({
+        let (cache, table, hold) = (cache.clone(), Arc::clone(&table), Arc::clone(&hold));
+        async move { save_held(&cache, &table, 1, "first", &hold).await }
+    });
+    hold.entered.notified().await; // "first" is in the table, its answer held
+    save(cache, &table, 1, "second").await.unwrap();
+    hold.release.notify_one();
+    assert_eq!(first.await.unwrap().unwrap().name, "first");
+    assert_eq!(table.name(1), "second", "the table's last write");
+    assert_eq!(
+        profile(cache, &table, 1).await.unwrap().name,
+        "second",
+        "the write that answered last held an older value: it must not be stored"
+    );
+}
+
+/// A write-through whose caller is cancelled after it changed the table but
+/// before it answered deletes the entry: what the table holds is unknown to
+/// it, so the old value must not stay.
+pub async fn a_put_cancelled_during_its_write_deletes_the_entry(cache: &Cache) {
+    let table = Arc::new(Table::default());
+    profile(cache, &table, 1).await.unwrap();
+    let hold = Arc::new(Hold::default());
+    let writer = tokio::spawn({
+        let (cache, table, hold) = (cache.clone(), Arc::clone(&table), Arc::clone(&hold));
+        async move { save_held(&cache, &table, 1, "Ada", &hold).await }
+    });
+    hold.entered().await;
+    writer.abort();
+    assert!(writer.await.unwrap_err().is_cancelled());
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let mut reads = 0;
+    loop {
+        reads += 1;
+        if profile(cache, &table, 1).await.unwrap().name == "Ada" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the old value stayed ({reads} reads)");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// A load that began before a put and ends after it is not stored: the put wins.
@@ -329,6 +411,8 @@ macro_rules! linked_tests {
         $crate::linked_tests!(@each $fresh;
             named_invalidation_removes_the_readers_entries,
             cache_put_stores_the_written_value,
+            overlapping_puts_leave_the_last_written_value,
+            a_put_cancelled_during_its_write_deletes_the_entry,
             manual_api_uses_the_readers_entries,
             methods_are_named_by_method_calls,
             clear_empties_the_cache,

@@ -559,18 +559,27 @@ async fn clear_spares_other_prefixes() {
     assert!(keys.lines().count() >= 1, "{keys}");
 }
 
-/// A writer cancelled while Redis is paused: its put still ends, as a store
-/// or as a delete once Redis is back, never leaving the old value.
+/// A writer cancelled while Redis is paused, after its write and before its
+/// put reached Redis: the put still ends, as a store or as a delete once Redis
+/// is back, never leaving the old value.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_put_never_leaves_the_old_value() {
-    use cache_tests::linked::{Table, profile, save};
+    use cache_tests::linked::{Hold, Table, profile, save_held};
     let fixture = fixture!();
     let (cache, observer) = (fixture.cache(), fixture.second_handle());
-    let table = Table::default();
+    let table = Arc::new(Table::default());
     assert_eq!(profile(&cache, &table, 1).await.unwrap().name, "user 1");
+    let hold = Arc::new(Hold::default());
+    let writer = tokio::spawn({
+        let (cache, table, hold) = (cache.clone(), Arc::clone(&table), Arc::clone(&hold));
+        async move { save_held(&cache, &table, 1, "Ada", &hold).await }
+    });
+    hold.entered().await; // the table holds "Ada"
     fixture.server.pause();
-    let cancelled = tokio::time::timeout(Duration::from_millis(50), save(&cache, &table, 1, "Ada")).await;
-    assert!(cancelled.is_err(), "the put waits for the paused Redis, and the caller gives up");
+    hold.release();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!writer.is_finished(), "the put waits for the paused Redis");
+    writer.abort(); // and the caller gives up
     tokio::time::sleep(Duration::from_millis(300)).await;
     fixture.server.resume();
     let deadline = Instant::now() + cache_tests::linked::PATIENCE;
