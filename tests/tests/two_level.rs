@@ -185,6 +185,30 @@ async fn a_put_replaces_the_other_processes_copy() {
     until_served(&there, &table, "Ada").await;
 }
 
+/// A read in the writing process fills its layer from Redis while a put's
+/// write runs: once the write has answered, that process serves the new value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_layer_filled_during_a_put_serves_the_put() {
+    use cache_tests::linked::{Hold, save_held};
+    let fixture = fixture!();
+    let (here, there) = (fixture.cache(), fixture.other_process());
+    until_vouched(&here).await;
+    until_vouched(&there).await;
+    let table = Arc::new(Table::default());
+    profile(&there, &table, 1).await.unwrap(); // in Redis, not in this process's layer
+    let hold = Arc::new(Hold::default());
+    let writer = tokio::spawn({
+        let (cache, table, hold) = (here.clone(), Arc::clone(&table), Arc::clone(&hold));
+        async move { save_held(&cache, &table, 1, "Ada", &hold).await }
+    });
+    hold.entered().await;
+    assert_eq!(profile(&here, &table, 1).await.unwrap().name, "user 1", "read from Redis during the write");
+    hold.release();
+    writer.await.unwrap().unwrap();
+    assert_eq!(profile(&here, &table, 1).await.unwrap().name, "Ada", "the write has answered");
+    until_served(&there, &table, "Ada").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_subscriber_empties_the_layer_and_comes_back() {
     let fixture = fixture!();

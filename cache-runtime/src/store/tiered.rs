@@ -204,19 +204,29 @@ impl Store for TieredStore {
             }
             return outcome;
         }
+        let mut lease = ticket.lease;
         if ticket.announce {
+            // A put. A fill of this process that read L2 before it (it took
+            // L1's lease over, so this put could not replace its copy) is
+            // dropped and refused; L1 is then filled under a lease of its own.
+            let targets = Targets { keys: vec![request.key.clone()], dependencies: Vec::new() };
+            let _ = self.l1.invalidate(&targets, Urgency::Normal).await;
             // Other processes drop their copy; if they cannot be told, the put
             // fails and its entry is deleted (which is announced, with retries).
-            let targets = Targets { keys: vec![request.key.clone()], dependencies: Vec::new() };
             let (message, sequence) = self.bus.message(Announcement::Targets(&targets)).await;
             let published = self.l2.publish(self.bus.channel(), &message).await;
             drop(sequence);
             if published.is_err() {
                 return Commit::NotStored;
             }
+            let token = new_token();
+            lease = match self.l1.begin_load(request, Duration::ZERO, token).await {
+                Ok(_) => Lease::Held(token),
+                Err(_) => Lease::Busy,
+            };
         }
         if let Some(local) = &ticket.local {
-            let l1_ticket = Ticket::new(ticket.lease, local.clone());
+            let l1_ticket = Ticket::new(lease, local.clone());
             let _ = self.l1.commit(request, &l1_ticket, l1_fill).await;
         }
         outcome
