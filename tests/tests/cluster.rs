@@ -80,6 +80,25 @@ mod shared {
 
 cache_tests::linked_tests!(fixture!());
 
+#[cache_runtime::cached(key = "counted:<id>", ttl = 60, cache = cache, skip = [cache])]
+async fn counted(cache: &Cache, id: u64) -> u64 {
+    id
+}
+
+/// Key counts scan every master: the entries are spread over all three.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_counts_cover_every_master() {
+    let fixture = fixture!();
+    let cache = fixture.cache();
+    for id in 0..90 {
+        counted(&cache, id).await;
+    }
+    let counts = cache.key_counts(100_000).await.expect("the cluster answers");
+    eprintln!("key counts: {counts:?}");
+    assert_eq!(counts.namespaces.get("counted"), Some(&90), "{counts:?}");
+    assert!(counts.complete);
+}
+
 /// The two-level cache on the cluster: its bus on classic pub/sub, which the
 /// cluster relays to every node.
 mod two_level {

@@ -369,19 +369,11 @@ impl RedisStore {
     /// how many were deleted.
     pub(crate) async fn clear(&self) -> Result<u64, CacheError> {
         let pattern = format!("{}:*", glob_escape(&self.shared.settings.prefix));
-        let masters =
-            self.call(Urgency::Normal, |mut connection| async move { connection.masters().await }).await?;
         let mut deleted = 0;
-        for node in &masters {
+        for node in &self.masters().await? {
             let mut cursor = 0_u64;
             loop {
-                let mut scan = redis::cmd("SCAN");
-                scan.arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000);
-                let (next, keys): (u64, Vec<Vec<u8>>) = self
-                    .call(Urgency::Normal, |mut connection| async move {
-                        connection.on_node(node.as_ref(), scan).await
-                    })
-                    .await?;
+                let (next, keys) = self.scan_page(node.as_ref(), cursor, &pattern).await?;
                 if !keys.is_empty() {
                     // On a cluster the client splits it by slot.
                     let mut unlink = redis::cmd("UNLINK");
@@ -397,8 +389,26 @@ impl RedisStore {
         Ok(deleted)
     }
 
-    /// Entries by namespace, from a `SCAN` of at most about `limit` keys;
-    /// and whether the scan saw every key.
+    /// The nodes that hold keys: every master of a cluster, `[None]` for one server.
+    async fn masters(&self) -> Result<Vec<Option<conn::Node>>, CacheError> {
+        self.call(Urgency::Normal, |mut connection| async move { connection.masters().await }).await
+    }
+
+    /// One page of a `SCAN` of `node` for keys matching `pattern`: the next
+    /// cursor (0 at the end) and the keys.
+    async fn scan_page(
+        &self,
+        node: Option<&conn::Node>,
+        cursor: u64,
+        pattern: &str,
+    ) -> Result<(u64, Vec<Vec<u8>>), CacheError> {
+        let mut scan = redis::cmd("SCAN");
+        scan.arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(1000);
+        self.call(Urgency::Normal, |mut connection| async move { connection.on_node(node, scan).await }).await
+    }
+
+    /// Entries by namespace, from a `SCAN` of every master, of at most about
+    /// `limit` keys in all; and whether the scan saw every key.
     pub(crate) async fn key_counts(
         &self,
         limit: u64,
@@ -406,28 +416,30 @@ impl RedisStore {
         let prefix = format!("{}:{{", self.shared.settings.prefix);
         let pattern = format!("{}*", glob_escape(&prefix));
         let mut counts = std::collections::BTreeMap::new();
-        let (mut cursor, mut scanned) = (0_u64, 0_u64);
-        loop {
-            let mut scan = redis::cmd("SCAN");
-            scan.arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000);
-            let (next, keys): (u64, Vec<Vec<u8>>) = self.raw(scan).await?;
-            for key in keys {
-                scanned += 1;
-                let Some(inner) =
-                    key.strip_prefix(prefix.as_bytes()).and_then(|rest| rest.strip_suffix(b"}"))
-                else {
-                    continue; // a lease
-                };
-                *counts.entry(super::memory::namespace(inner).to_owned()).or_insert(0) += 1;
+        let mut scanned = 0_u64;
+        for node in &self.masters().await? {
+            let mut cursor = 0_u64;
+            loop {
+                let (next, keys) = self.scan_page(node.as_ref(), cursor, &pattern).await?;
+                for key in keys {
+                    scanned += 1;
+                    let Some(inner) =
+                        key.strip_prefix(prefix.as_bytes()).and_then(|rest| rest.strip_suffix(b"}"))
+                    else {
+                        continue; // a lease
+                    };
+                    *counts.entry(super::memory::namespace(inner).to_owned()).or_insert(0) += 1;
+                }
+                if next == 0 {
+                    break;
+                }
+                if scanned >= limit {
+                    return Ok((counts, scanned, false));
+                }
+                cursor = next;
             }
-            if next == 0 {
-                return Ok((counts, scanned, true));
-            }
-            if scanned >= limit {
-                return Ok((counts, scanned, false));
-            }
-            cursor = next;
         }
+        Ok((counts, scanned, true))
     }
 
     /// Runs a raw command (for tools and tests).
