@@ -1,7 +1,8 @@
 //! Redis Cluster against standalone Redis, in one run: hits, tagged hits,
 //! misses and tag invalidations of `#[cached]` on a `redis-server` and on a
 //! cluster of three masters started here, then one hot key on the cluster with
-//! and without the two-level cache.
+//! and without the two-level cache. A hand-written redis-rs `GET` on each
+//! (the connection manager, the cluster client) is the baseline.
 //!
 //! Run: `cargo bench -p cache-tests --bench cluster`. Each figure is the median
 //! of three rounds; ratios compare figures of the same run. Every server runs
@@ -10,6 +11,8 @@
 
 use std::time::{Duration, Instant};
 
+use cache_runtime::redis::aio::ConnectionLike;
+use cache_runtime::redis::{self, AsyncCommands};
 use cache_runtime::{Cache, cached};
 use cache_tests::bench::{Profile, median, profile};
 use cache_tests::redis_server::{RedisCluster, RedisServer};
@@ -50,6 +53,27 @@ async fn hits(cache: &Cache) -> f64 {
         let cache = cache.clone();
         async move {
             std::hint::black_box(plain(&cache, i % KEYS).await);
+        }
+    })
+    .await
+}
+
+/// The baseline of a hit: hand-written redis-rs `GET` and postcard decode of
+/// the same row over `KEYS` keys, on `connection` (the connection manager of
+/// one server, or the cluster client).
+async fn raw_hits<C>(connection: C) -> f64
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    for id in 0..KEYS {
+        let bytes = postcard::to_stdvec(&profile(id)).unwrap();
+        let _: () = connection.clone().set(format!("raw:profile:{id}"), bytes).await.unwrap();
+    }
+    throughput(move |i| {
+        let mut connection = connection.clone();
+        async move {
+            let bytes: Vec<u8> = connection.get(format!("raw:profile:{}", i % KEYS)).await.unwrap();
+            std::hint::black_box(postcard::from_bytes::<Profile>(&bytes).unwrap());
         }
     })
     .await
@@ -128,9 +152,17 @@ async fn main() {
             three_tags(cache, id, id % 10, id % 7).await;
         }
     }
+    let raw_standalone = redis::Client::open(server.url()).unwrap().get_connection_manager().await.unwrap();
+    let raw_cluster =
+        redis::cluster::ClusterClient::new(cluster.urls()).unwrap().get_async_connection().await.unwrap();
     // Each figure measured on both, one after the other, so that drift in the
     // machine's load hits both alike.
     let rows = [
+        (
+            "baseline: hand-written redis-rs GET + decode (ops/s)",
+            raw_hits(raw_standalone).await,
+            raw_hits(raw_cluster).await,
+        ),
         ("hit, no tags (ops/s)", hits(&standalone).await, hits(&on_cluster).await),
         ("hit, 3 tags (ops/s)", tagged_hits(&standalone).await, tagged_hits(&on_cluster).await),
         (
@@ -143,6 +175,13 @@ async fn main() {
     for (what, a, b) in rows {
         println!("{what:<52} {a:>12.0} {b:>12.0} {:>8.2}", b / a);
     }
+    let (baseline, hit) = (rows[0], rows[1]);
+    println!(
+        "{:<52} {:>12.2} {:>12.2}",
+        "hit, no tags, against the baseline of its topology",
+        hit.1 / baseline.1,
+        hit.2 / baseline.2
+    );
     let (a, b) = (invalidation(&standalone).await, invalidation(&on_cluster).await);
     println!(
         "{:<52} {:>10.1}µs {:>10.1}µs {:>8.2}",

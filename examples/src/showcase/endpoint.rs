@@ -14,7 +14,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::routing::get;
 use cache_runtime::http::PageCache;
-use cache_runtime::{Cache, cached, invalidates};
+use cache_runtime::{Cache, cache_put, cached, invalidates};
 use serde::{Deserialize, Serialize};
 use tower_service::Service as _;
 
@@ -39,6 +39,11 @@ pub struct Profile {
 /// [`ApiError::NotFound`] for an unknown user.
 pub async fn load_profile(db: &Db, id: u64) -> Result<Profile, ApiError> {
     let user = db.user(id).await?.ok_or_else(|| ApiError::NotFound(format!("no user {id}")))?;
+    profile_of(db, user).await
+}
+
+/// The profile of a loaded `user`: its team and its organisation, at once.
+async fn profile_of(db: &Db, user: User) -> Result<Profile, ApiError> {
     let (team, colleagues) = tokio::join!(db.team_members(user.team_id), db.org_users(user.org_id, 1, 5));
     Ok(Profile { user, team: team?, colleagues: colleagues? })
 }
@@ -61,6 +66,13 @@ pub async fn profile_versioned(cache: &Cache, db: &Db, id: u64) -> Result<Profil
 #[cached(key = "swr-profile:<id>", ttl = 5, stale = 300, cache = cache, skip = [cache, db])]
 pub async fn profile_swr(cache: Cache, db: Db, id: u64) -> Result<Profile, ApiError> {
     load_profile(&db, id).await
+}
+
+/// A profile that writes store rather than drop (write-through), so a read
+/// after a write is a hit.
+#[cached(key = "wt-profile:<id>", ttl = 300, jitter = 30, cache = cache, skip = [cache, db])]
+pub async fn profile_written_through(cache: &Cache, db: &Db, id: u64) -> Result<Profile, ApiError> {
+    load_profile(db, id).await
 }
 
 /// A changed name and e-mail address, numbered by `round`.
@@ -106,6 +118,22 @@ pub async fn update_profile_versioned(cache: &Cache, db: &Db, id: u64, round: u6
 #[invalidates(keys = ["swr-profile:<id>"], cache = cache, skip = [cache, db, round])]
 pub async fn update_profile_swr(cache: &Cache, db: &Db, id: u64, round: u64) -> Result<User, ApiError> {
     store_update(db, id, round).await
+}
+
+/// An update that stores the user's new profile into its entry
+/// (write-through): the updated row, then its team and organisation.
+///
+/// # Errors
+/// [`ApiError::NotFound`] for an unknown user.
+#[cache_put(profile_written_through(id), cache = cache)]
+pub async fn update_profile_through(
+    cache: &Cache,
+    db: &Db,
+    id: u64,
+    round: u64,
+) -> Result<Profile, ApiError> {
+    let user = store_update(db, id, round).await?;
+    profile_of(db, user).await
 }
 
 /// An update that drops the user's profile pages (tag `profile:<id>`).
@@ -160,4 +188,5 @@ pub async fn read_page(pages: &Router, id: u64) -> Result<Profile, ApiError> {
 
 /// Names (suffixes of `module::function`) of the lookups a read makes, for
 /// the hit rate.
-pub const READ_FUNCTIONS: [&str; 4] = ["::profile", "::profile_versioned", "::profile_swr", "::profile_page"];
+pub const READ_FUNCTIONS: [&str; 5] =
+    ["::profile", "::profile_versioned", "::profile_swr", "::profile_page", "::profile_written_through"];

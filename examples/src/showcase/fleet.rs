@@ -46,11 +46,13 @@ pub enum Strategy {
     TwoLevel,
     /// One Redis, events, a 5 s TTL and stale-while-revalidate.
     StaleWhileRevalidate,
+    /// The two-level cache, and writes that store the new profile (write-through).
+    WriteThrough,
 }
 
 impl Strategy {
     /// Every strategy, in the order they run.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::NoCache,
         Self::InMemoryTtl,
         Self::InMemoryInvalidation,
@@ -60,6 +62,7 @@ impl Strategy {
         Self::RedisVersioned,
         Self::TwoLevel,
         Self::StaleWhileRevalidate,
+        Self::WriteThrough,
     ];
 
     /// For tables.
@@ -75,6 +78,7 @@ impl Strategy {
             Self::RedisVersioned => "Redis, versioned namespaces",
             Self::TwoLevel => "two-level (local + Redis + bus)",
             Self::StaleWhileRevalidate => "Redis, events + SWR (ttl 5 s)",
+            Self::WriteThrough => "two-level + write-through",
         }
     }
 
@@ -91,6 +95,7 @@ impl Strategy {
             Self::RedisVersioned => "#9467bd",
             Self::TwoLevel => "#17becf",
             Self::StaleWhileRevalidate => "#e377c2",
+            Self::WriteThrough => "#7f7f7f",
         }
     }
 
@@ -104,6 +109,7 @@ impl Strategy {
                 | Self::RedisVersioned
                 | Self::TwoLevel
                 | Self::StaleWhileRevalidate
+                | Self::WriteThrough
         )
     }
 }
@@ -167,7 +173,7 @@ impl Blueprint {
         let builder =
             Cache::builder().redis(url).and_then(|b| b.prefix(&self.prefix)).map_err(|e| e.to_string())?;
         Ok(match self.strategy {
-            Strategy::TwoLevel => builder.local_cache(self.local_bytes).build(),
+            Strategy::TwoLevel | Strategy::WriteThrough => builder.local_cache(self.local_bytes).build(),
             _ => builder.build(),
         })
     }
@@ -198,6 +204,7 @@ impl Server {
                     Strategy::StaleWhileRevalidate => {
                         endpoint::profile_swr(cache.clone(), db.clone(), id).await?
                     }
+                    Strategy::WriteThrough => endpoint::profile_written_through(cache, db, id).await?,
                     Strategy::InMemoryTtl
                     | Strategy::InMemoryInvalidation
                     | Strategy::RedisTtl
@@ -217,6 +224,9 @@ impl Server {
                     }
                     Strategy::StaleWhileRevalidate => {
                         endpoint::update_profile_swr(cache, db, id, round).await?
+                    }
+                    Strategy::WriteThrough => {
+                        endpoint::update_profile_through(cache, db, id, round).await?.user
                     }
                     Strategy::InMemoryInvalidation | Strategy::RedisEvents | Strategy::TwoLevel => {
                         endpoint::update_profile(cache, db, id, round).await?

@@ -24,7 +24,10 @@ fn claim(strategy: Strategy) -> Claim {
         Strategy::RedisTtl => ("80–95%", "1–5 ms", "stale up to TTL", "−70 %+"),
         Strategy::RedisEvents => ("95%+", "1–5 ms", "only if invalidation missed", "−70 %+"),
         Strategy::RedisVersioned => ("90%+", "1–5 ms", "minimal, old versions safe", "−70 %+"),
-        Strategy::PageCache | Strategy::TwoLevel | Strategy::StaleWhileRevalidate => ("-", "-", "-", "-"),
+        Strategy::PageCache
+        | Strategy::TwoLevel
+        | Strategy::StaleWhileRevalidate
+        | Strategy::WriteThrough => ("-", "-", "-", "-"),
     };
     Claim { hit_rate, latency, staleness, db_load }
 }
@@ -151,7 +154,12 @@ pub fn headline(outcomes: &[Outcome]) -> String {
     }
 }
 
-/// Latency distributions as cumulative curves on a log scale, as SVG.
+/// The highest share of reads the chart shows (p99.9).
+const TAIL_SHARE: f64 = 0.999;
+
+/// Latency distributions as cumulative curves, as SVG: latency on a log
+/// scale, and the share of reads on a tail scale, so that p99 and p99.9
+/// are as far apart as p0 and p90.
 #[must_use]
 pub fn chart(outcomes: &[Outcome], settings: &Settings) -> String {
     let (width, height, left, right, top, bottom) = (960.0, 500.0, 70.0, 280.0, 40.0, 60.0);
@@ -160,7 +168,9 @@ pub fn chart(outcomes: &[Outcome], settings: &Settings) -> String {
         outcomes.iter().filter_map(|o| o.steady.latencies.last()).max().copied().unwrap_or(1).max(10);
     let (lo, hi) = (1.0_f64.log10(), f64::from(slowest).log10().ceil());
     let x = |micros: f64| left + (micros.max(1.0).log10() - lo) / (hi - lo) * plot_w;
-    let y = |share: f64| top + (1.0 - share) * plot_h;
+    // The tail on a log scale: p0, p90, p99 and p99.9 equally far apart.
+    let tail = |share: f64| -(1.0 - share.min(TAIL_SHARE)).log10();
+    let y = |share: f64| top + (1.0 - tail(share) / tail(TAIL_SHARE)) * plot_h;
     let (query_min, query_spread) = settings.query_latency();
     let mut svg = format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" id="latency-chart" width="{width}" height="{height}" font-family="sans-serif" font-size="12">
@@ -185,7 +195,7 @@ pub fn chart(outcomes: &[Outcome], settings: &Settings) -> String {
             top + plot_h + 18.0
         );
     }
-    for share in [0.0, 0.5, 0.9, 0.99] {
+    for share in [0.0, 0.5, 0.9, 0.99, TAIL_SHARE] {
         let _ = writeln!(
             svg,
             r##"<line x1="{left}" y1="{0:.1}" x2="{1:.1}" y2="{0:.1}" stroke="#eee"/><text x="{2:.1}" y="{3:.1}" text-anchor="end">p{4}</text>"##,
@@ -193,18 +203,20 @@ pub fn chart(outcomes: &[Outcome], settings: &Settings) -> String {
             left + plot_w,
             left - 6.0,
             y(share) + 4.0,
-            share * 100.0
+            (share * 1000.0).round() / 10.0
         );
     }
     for (index, o) in outcomes.iter().enumerate() {
         let latencies = &o.steady.latencies;
-        let n = latencies.len().max(1) as f64;
-        let step = (latencies.len() / 400).max(1);
-        let points: Vec<String> = latencies
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| i % step == 0 || *i + 1 == latencies.len())
-            .map(|(i, &micros)| format!("{:.1},{:.1}", x(f64::from(micros)), y((i + 1) as f64 / n)))
+        let n = latencies.len() as f64;
+        // 400 points evenly spread over the tail scale, each the latency of its share.
+        let points: Vec<String> = (0..=400)
+            .filter(|_| !latencies.is_empty())
+            .map(|step| {
+                let share = 1.0 - 10_f64.powf(-tail(TAIL_SHARE) * f64::from(step) / 400.0);
+                let index = ((share * n).ceil() as usize).clamp(1, latencies.len()) - 1;
+                format!("{:.1},{:.1}", x(f64::from(latencies[index])), y(share))
+            })
             .collect();
         let legend_y = top + 20.0 + 22.0 * index as f64;
         let _ = writeln!(
