@@ -61,6 +61,10 @@ pub struct Settings {
     /// MiB of process memory per instance in front of Redis (two-level).
     #[arg(long, default_value_t = 64)]
     pub local_mb: u64,
+    /// Runs only the strategies whose name contains this text (and no cache,
+    /// the baseline), e.g. `--only two-level`.
+    #[arg(long)]
+    pub only: Option<String>,
     /// Where the latency chart (SVG) goes.
     #[arg(long, default_value = "showcase-latency.svg")]
     pub chart: PathBuf,
@@ -488,6 +492,12 @@ pub async fn run(settings: Settings) -> Result<Vec<Outcome>, String> {
     let mut outcomes = Vec::new();
     for strategy in Strategy::ALL {
         if strategy.needs_redis() && redis_url.is_none() {
+            continue;
+        }
+        if let Some(only) = &settings.only
+            && strategy != Strategy::NoCache
+            && !strategy.label().contains(only.as_str())
+        {
             continue;
         }
         match run_strategy(strategy, &settings, redis_url, &zipf).await {
