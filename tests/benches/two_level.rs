@@ -51,14 +51,6 @@ fn two_level(url: &str) -> Cache {
     Cache::builder().redis(url).unwrap().prefix("bench").unwrap().local_cache(64 << 20).build()
 }
 
-/// Waits until the cache's bus vouches for its layer.
-async fn until_vouched(cache: &Cache) {
-    while !cache.status().bus.is_some_and(|bus| bus.vouched) {
-        plain(cache, 0).await;
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let index = ((sorted.len() - 1) as f64 * p).round() as usize;
     sorted[index]
@@ -73,7 +65,7 @@ async fn main() {
     let memory = Cache::in_memory();
     let redis_only = Cache::builder().redis(&server.url()).unwrap().prefix("bench:redis").unwrap().build();
     let here = two_level(&server.url());
-    until_vouched(&here).await;
+    cache_tests::linked::until_vouched(&here).await;
     println!("redis-server on {}; {TASKS} tasks, {ROUNDS} rounds of {ROUND:?}, medians\n", server.url());
 
     let memory_hit = hits(&memory, false).await;
@@ -95,7 +87,7 @@ async fn main() {
     // Propagation: `there` holds an entry in its layer while 16 tasks read it;
     // `here` invalidates it; how long until `there` has applied the message.
     let there = two_level(&server.url());
-    until_vouched(&there).await;
+    cache_tests::linked::until_vouched(&there).await;
     let load = {
         let there = there.clone();
         tokio::spawn(async move {

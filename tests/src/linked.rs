@@ -435,3 +435,34 @@ macro_rules! linked_tests {
 
 /// How long a test waits for something that happens in the background.
 pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// Waits until a two-level cache's bus vouches for its layer (it starts on
+/// first use, so this reads).
+///
+/// # Panics
+/// When the bus has not vouched within [`PATIENCE`].
+pub async fn until_vouched(cache: &Cache) {
+    let table = Table::default();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        profile(cache, &table, u64::MAX).await.unwrap();
+        if cache.status().bus.is_some_and(|bus| bus.vouched) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the bus never connected: {:?}", cache.status());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Reads profile 1 on `cache` until it serves `name`; how long that took.
+///
+/// # Panics
+/// When it has not within [`PATIENCE`].
+pub async fn until_served(cache: &Cache, table: &Table, name: &str) -> Duration {
+    let started = tokio::time::Instant::now();
+    while profile(cache, table, 1).await.unwrap().name != name {
+        assert!(started.elapsed() < PATIENCE, "never served {name:?}");
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+    started.elapsed()
+}

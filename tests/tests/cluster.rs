@@ -155,31 +155,7 @@ mod two_level {
     use std::time::Instant;
 
     use cache_runtime::invalidate;
-    use cache_tests::linked::{PATIENCE, Table, profile, set_name};
-
-    /// Waits until the cache's bus vouches for its layer (it starts on first use).
-    async fn until_vouched(cache: &Cache) {
-        let table = Table::default();
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            profile(cache, &table, u64::MAX).await.unwrap();
-            if cache.status().bus.is_some_and(|bus| bus.vouched) {
-                return;
-            }
-            assert!(Instant::now() < deadline, "the bus never connected: {:?}", cache.status());
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-
-    /// Reads on `cache` until it serves `name` for profile 1.
-    async fn until_served(cache: &Cache, table: &Table, name: &str) -> Duration {
-        let started = Instant::now();
-        while profile(cache, table, 1).await.unwrap().name != name {
-            assert!(started.elapsed() < PATIENCE, "never served {name:?}");
-            tokio::time::sleep(Duration::from_micros(200)).await;
-        }
-        started.elapsed()
-    }
+    use cache_tests::linked::{PATIENCE, Table, profile, set_name, until_served, until_vouched};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_bus_survives_the_death_of_the_node_it_listens_on() {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cache_runtime::{Cache, LayerKind, invalidate};
-use cache_tests::linked::{PATIENCE, Table, profile};
+use cache_tests::linked::{PATIENCE, Table, profile, until_served, until_vouched};
 use cache_tests::redis_server::{RedisServer, require_redis};
 
 /// A server of its own and a two-level cache on it.
@@ -65,20 +65,6 @@ mod shared {
 
 cache_tests::linked_tests!(fixture!());
 
-/// Waits until the cache's bus vouches for its layer (it starts on first use).
-async fn until_vouched(cache: &Cache) {
-    let table = Table::default();
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        profile(cache, &table, u64::MAX).await.unwrap();
-        if cache.status().bus.is_some_and(|bus| bus.vouched) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the bus never connected: {:?}", cache.status());
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 /// `GET`s Redis executed so far.
 async fn gets(cache: &Cache) -> u64 {
     let info: String = cache
@@ -91,16 +77,6 @@ async fn gets(cache: &Cache) -> u64 {
         .and_then(|stats| stats.split(',').find_map(|kv| kv.strip_prefix("calls=")))
         .and_then(|calls| calls.parse().ok())
         .unwrap_or(0)
-}
-
-/// Reads on `cache` until it serves `name` for profile 1; how long that took.
-async fn until_served(cache: &Cache, table: &Table, name: &str) -> Duration {
-    let started = Instant::now();
-    while profile(cache, table, 1).await.unwrap().name != name {
-        assert!(started.elapsed() < PATIENCE, "never served {name:?}");
-        tokio::time::sleep(Duration::from_micros(200)).await;
-    }
-    started.elapsed()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
