@@ -113,7 +113,10 @@ pub(crate) fn early_refresh(
     let now_us = unix_ms().saturating_mul(1000);
     let expiry_us = meta.fresh_until_ms.saturating_mul(1000);
     let random = 1.0 - fastrand::f64(); // (0, 1]
-    if !xfetch(now_us, expiry_us, meta.load_micros, beta, random) || cache.inner.flights.is_loading(key) {
+    if !xfetch(now_us, expiry_us, meta.load_micros, beta, random)
+        || cache.inner.flights.is_loading(key)
+        || cache.is_throttled(key)
+    {
         return None;
     }
     site.record_early_refresh();
@@ -184,7 +187,8 @@ where
                 if stale_for < duration_ms(site.stale()) {
                     site.record_stale_served();
                     entry_info::record(|| meta.info(request.key, true));
-                    let refresh = (!cache.inner.flights.is_loading(request.key.as_bytes()))
+                    let key = request.key.as_bytes();
+                    let refresh = (!cache.inner.flights.is_loading(key) && !cache.is_throttled(key))
                         .then_some(Refresh { replaces: meta.filled_at_ms, wait: Duration::ZERO });
                     return Served::Stale { value, refresh };
                 }
@@ -384,6 +388,11 @@ where
     };
     let load_time = started.elapsed();
     site.record_load(load_time);
+    if value.is_none() && matches!(start, Start::Refresh { .. }) {
+        // The entry is still served; the next background refresh waits.
+        cache.throttle(request.key.as_bytes(), refresh_retry(site));
+        tracing::debug!(function = site.function(), key = %request.key, "background refresh failed: retried later");
+    }
     if value.is_none()
         && let Some(value) = fallback
     {
@@ -402,6 +411,15 @@ where
     });
     finish(request, flight, lease, fill).await;
     Served::Loaded
+}
+
+/// How long after a failed background refresh (stale-while-revalidate, early
+/// refresh) the next one may start: `fail_safe_throttle` when set, else 5 s.
+fn refresh_retry(site: &Site) -> Duration {
+    match site.fail_safe_throttle() {
+        Duration::ZERO => Duration::from_secs(5),
+        throttle => throttle,
+    }
 }
 
 /// Why a body guarded by the fail-safe gave no value.

@@ -148,7 +148,7 @@ pub use cache::{
 /// | `ttl = 300` | seconds an entry is served (required): a number or a `u64` constant expression (`USER_TTL`, `5 * 60`, `PAGE_TTL.as_secs()`), checked at compile time to be positive |
 /// | `jitter = 45` | up to this many seconds added at random to each entry's lifetime; a number or a constant expression too |
 /// | `group = "reports"` | a name several functions share, for settings made at start-up ([`CacheBuilder::ttl_override`]) and in [`stats`] |
-/// | `stale = 60` | stale-while-revalidate: past its `ttl` an entry is served up to this many seconds more while one refresh runs in the background (the body must own its parameters: `Arc<Db>`, not `&Db`) |
+/// | `stale = 60` | stale-while-revalidate: past its `ttl` an entry is served up to this many seconds more while one refresh runs in the background (the body must own its parameters: `Arc<Db>`, not `&Db`); a failed refresh is retried after `fail_safe_throttle`, 5 s by default |
 /// | `fail_safe = 3600` | when a load fails (`Err`, an uncached `None`, a panic), the last value is served up to this many seconds past its `ttl`, and the key is loaded at most once per `fail_safe_throttle` (default 5) seconds |
 /// | `early_refresh` or `early_refresh = 2.0` | refreshes a fresh entry in the background shortly before it expires, the more likely the hotter the key and the longer its last load took (XFetch; the number is its `beta`, default 1.0, larger is earlier); the body must own its parameters |
 /// | `soft_timeout = 200` | milliseconds: with a `fail_safe` value at hand, a caller waits at most this long for the body, then gets that value while the load goes on in the background and fills the cache; the body must own its parameters |

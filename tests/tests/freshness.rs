@@ -602,3 +602,37 @@ async fn lease_waiters_subscribe_once_and_again_after_a_restart() {
         contended_pair(&a, &b, 3, id).await;
     }
 }
+
+// ---------------------------------------------------------------------------
+// a failing background refresh
+// ---------------------------------------------------------------------------
+
+#[cached(key = "swr_failing:<id>", ttl = 1, stale = 60, cache = cache, skip = [cache, origin])]
+async fn swr_failing(cache: Cache, origin: Arc<Origin>, id: u64) -> Result<u64, String> {
+    origin.read().await
+}
+
+/// While the database is down, a stale entry is served and its background
+/// refresh fails: the next refresh waits out the retry interval (5 s unless
+/// `fail_safe_throttle` says otherwise) rather than follow every read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_background_refresh_is_retried_at_most_once_per_interval() {
+    let cache = Cache::in_memory();
+    let origin = Origin::new(1, 0);
+    assert_eq!(swr_failing(cache.clone(), Arc::clone(&origin), 1).await, Ok(1));
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    origin.failing.store(true, Ordering::SeqCst);
+    let (started, mut reads) = (Instant::now(), 0);
+    while started.elapsed() < Duration::from_millis(1_000) {
+        assert_eq!(swr_failing(cache.clone(), Arc::clone(&origin), 1).await, Ok(1), "the stale value");
+        reads += 1;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let refreshes = origin.loads() - 1;
+    eprintln!(
+        "{reads} reads of a stale entry in 1 s while the database failed: {refreshes} refresh attempts"
+    );
+    assert!(reads > 20, "the reads ran");
+    assert_eq!(refreshes, 1, "one attempt, then the retry interval");
+    origin.failing.store(false, Ordering::SeqCst);
+}
