@@ -371,7 +371,15 @@ where
         },
     };
     let started = Instant::now();
+    let refreshing = matches!(start, Start::Refresh { .. });
     let value = match &fallback {
+        // A background refresh's panic is a failure like an `Err`: the stale
+        // entry stays, and the retry waits (below).
+        None if refreshing => permits.run(CatchUnwind(load)).await.unwrap_or_else(|panic| {
+            drop(panic);
+            tracing::warn!(function = site.function(), key = %request.key, "the body panicked in a background refresh");
+            None
+        }),
         Some(_) => match permits.run(guarded(CatchUnwind(load), cache.hard_timeout(site))).await {
             Ok(value) => value,
             Err(Abandoned::Panicked) => {
@@ -388,7 +396,7 @@ where
     };
     let load_time = started.elapsed();
     site.record_load(load_time);
-    if value.is_none() && matches!(start, Start::Refresh { .. }) {
+    if value.is_none() && refreshing {
         // The entry is still served; the next background refresh waits.
         cache.throttle(request.key.as_bytes(), refresh_retry(site));
         tracing::debug!(function = site.function(), key = %request.key, "background refresh failed: retried later");

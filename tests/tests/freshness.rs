@@ -636,3 +636,30 @@ async fn a_failing_background_refresh_is_retried_at_most_once_per_interval() {
     assert_eq!(refreshes, 1, "one attempt, then the retry interval");
     origin.failing.store(false, Ordering::SeqCst);
 }
+
+#[cached(key = "swr_panicking:<id>", ttl = 1, stale = 60, cache = cache, skip = [cache, origin])]
+async fn swr_panicking(cache: Cache, origin: Arc<Origin>, id: u64) -> Result<u64, String> {
+    let value = origin.read().await;
+    assert!(!origin.failing.load(Ordering::SeqCst), "the body panics while the database is down");
+    value
+}
+
+/// A background refresh whose body panics is retried like one that fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_background_refresh_is_retried_at_most_once_per_interval() {
+    let cache = Cache::in_memory();
+    let origin = Origin::new(1, 0);
+    assert_eq!(swr_panicking(cache.clone(), Arc::clone(&origin), 1).await, Ok(1));
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    origin.failing.store(true, Ordering::SeqCst);
+    let (started, mut reads) = (Instant::now(), 0);
+    while started.elapsed() < Duration::from_millis(1_000) {
+        assert_eq!(swr_panicking(cache.clone(), Arc::clone(&origin), 1).await, Ok(1), "the stale value");
+        reads += 1;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let refreshes = origin.loads() - 1;
+    eprintln!("{reads} reads of a stale entry in 1 s while the body panicked: {refreshes} refresh attempts");
+    assert!(reads > 20, "the reads ran");
+    assert_eq!(refreshes, 1, "one attempt, then the retry interval");
+}
