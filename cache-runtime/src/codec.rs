@@ -322,6 +322,7 @@ impl Envelope {
             stale_until_ms: self.stale_until_ms,
             load_micros: self.load_micros,
             generations: generation_fingerprint(self.dependencies.iter().map(|(_, generation)| *generation)),
+            other_dependencies: false,
         }
     }
 

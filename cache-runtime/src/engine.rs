@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use crate::cache::Cache;
 use crate::entry_info::{self, EntryMeta, deadline_after, duration_ms, unix_ms};
+use crate::learned::{Learned, Learning};
 use crate::single_flight::{FlightGuard, Outcome, Role, wait};
 use crate::site::Site;
 use crate::store::{
@@ -372,6 +373,9 @@ where
     };
     let started = Instant::now();
     let refreshing = matches!(start, Start::Refresh { .. });
+    // Tags the body learns (`add_tag`) live as long as the entry, and a little more.
+    let learning = Learning::new(cache, lifetime.saturating_add(site.keep()).saturating_add(LEARNED_SLACK));
+    let load = pin!(learning.scope(load));
     let value = match &fallback {
         // A background refresh's panic is a failure like an `Err`: the stale
         // entry stays, and the retry waits (below).
@@ -417,9 +421,12 @@ where
         keep: site.keep(),
         load_time,
     });
-    finish(request, flight, lease, fill).await;
+    finish(request, flight, lease, fill, learning.take()).await;
     Served::Loaded
 }
+
+/// How much longer than their entries the counters of learned tags are kept.
+const LEARNED_SLACK: Duration = Duration::from_secs(60);
 
 /// How long after a failed background refresh (stale-while-revalidate, early
 /// refresh) the next one may start: `fail_safe_throttle` when set, else 5 s.
@@ -643,12 +650,14 @@ fn unavailable<'s, 'r>(
     LeaseGuard::none(store, request)
 }
 
-/// Commits the leader's value and tells the waiters.
+/// Commits the leader's value, under the tags its body learned too, and
+/// tells the waiters.
 async fn finish(
     request: &Request<'_>,
     flight: FlightGuard<'_>,
     lease: LeaseGuard<'_, '_>,
     fill: Option<Fill<'_>>,
+    learned: Learned,
 ) {
     let Some(fill) = fill else {
         drop(lease); // gives the lease back
@@ -656,11 +665,21 @@ async fn finish(
         return;
     };
     let value = fill.value.clone();
-    let Some((token, ticket)) = lease.held.as_ref() else {
-        // Loaded without a lease: nothing vouches for the value to callers
-        // that joined later, so they run their own bodies.
+    let Some((token, ticket)) = lease.held.as_ref().filter(|_| !learned.failed) else {
+        // Loaded without a lease (or a learned tag's generation is unknown):
+        // nothing vouches for the value to callers that joined later, so they
+        // run their own bodies.
         flight.finish(Outcome::Failed);
         return;
+    };
+    let learned = (!learned.names.is_empty()).then(|| with_learned(request, ticket, learned));
+    let extended;
+    let (request, ticket) = match &learned {
+        Some((names, ticket)) => {
+            extended = Request { dependencies: names, ..*request };
+            (&extended, ticket)
+        }
+        None => (request, ticket),
     };
     let outcome = match lease.store.commit(request, ticket, fill).await {
         Commit::Stored(meta) => {
@@ -683,6 +702,18 @@ async fn finish(
         },
     };
     flight.finish(outcome);
+}
+
+/// The request's dependencies and the ticket, with the tags a body learned
+/// appended. An entry with learned tags skips a two-level cache's in-process
+/// layer, whose generations cover the attribute's tags only.
+fn with_learned(request: &Request<'_>, ticket: &Ticket, learned: Learned) -> (Vec<String>, Ticket) {
+    let mut ticket = ticket.clone();
+    let mut names = request.dependencies.to_vec();
+    names.extend(learned.names);
+    ticket.generations.extend(learned.generations);
+    ticket.local = None;
+    (names, ticket)
 }
 
 /// A load's lease token and ticket. Armed from before the lease is asked for

@@ -99,6 +99,10 @@ pub(crate) struct EntryMeta {
     pub(crate) load_micros: u64,
     /// [`generation_fingerprint`] of the generations it was stored under.
     pub(crate) generations: u64,
+    /// Stored under other dependencies than the caller's (tags its body
+    /// learned, or a tag outside the key): a two-level cache keeps it out of
+    /// its in-process layer, whose generations are the caller's.
+    pub(crate) other_dependencies: bool,
 }
 
 impl EntryMeta {
@@ -113,6 +117,7 @@ impl EntryMeta {
             stale_until_ms: fresh_until_ms.saturating_add(duration_ms(fill.keep)),
             load_micros: u64::try_from(fill.load_time.as_micros()).unwrap_or(u64::MAX),
             generations: generation_fingerprint(generations.iter().copied()),
+            other_dependencies: false,
         }
     }
 

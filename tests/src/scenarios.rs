@@ -409,6 +409,8 @@ macro_rules! scenario_tests {
             absences_are_cached_only_with_negative_ttl,
             stale_entries_are_served_while_one_refresh_runs,
             fail_safe_serves_the_last_value_while_the_origin_fails,
+            learned_tags_invalidate_their_entries,
+            a_learned_tag_invalidated_during_the_load_refuses_its_value,
         );
     };
     (@each $fresh:expr; $($name:ident),* $(,)?) => {
@@ -420,6 +422,62 @@ macro_rules! scenario_tests {
             }
         )*
     };
+}
+
+/// A member's team, learned from the row (the team is `id % 2`, as a row
+/// would say): the entry is keyed by the id alone and tagged `team:<team>`
+/// by the body. It reads `version` after learning the tag, then the
+/// database (which a test can hold).
+#[cached(key = "member:<id>", ttl = 300, cache = cache, skip = [cache, db, version])]
+pub async fn member(cache: &Cache, db: &Db, id: u64, version: &std::sync::atomic::AtomicU64) -> (u64, u64) {
+    let team = id % 2;
+    cache_runtime::add_tag(&format!("team:{team}")).await;
+    let read = version.load(Ordering::SeqCst);
+    db.read().await;
+    (team, read)
+}
+
+/// Invalidating a tag a body learned reloads the entries that learned it, and only those.
+pub async fn learned_tags_invalidate_their_entries(cache: &Cache) {
+    let (db, version) = (Db::default(), std::sync::atomic::AtomicU64::new(1));
+    for id in [1, 2, 3] {
+        member(cache, &db, id, &version).await;
+    }
+    for id in [1, 2, 3] {
+        member(cache, &db, id, &version).await;
+    }
+    assert_eq!(db.reads(), 3, "hits");
+    cache.invalidate_tag("team:1").await.unwrap();
+    for id in [1, 2, 3] {
+        member(cache, &db, id, &version).await;
+    }
+    assert_eq!(db.reads(), 5, "members 1 and 3 (team 1) reload, member 2 (team 0) is still cached");
+}
+
+/// A tag invalidated after the body learned it and before its value was
+/// stored: the value read before the invalidation is not served afterwards.
+pub async fn a_learned_tag_invalidated_during_the_load_refuses_its_value(cache: &Cache) {
+    let gate = Arc::new(Notify::new());
+    let db = Arc::new(Db::gated(Arc::clone(&gate)));
+    let version = Arc::new(std::sync::atomic::AtomicU64::new(1));
+    let load = tokio::spawn({
+        let (cache, db, version) = (cache.clone(), Arc::clone(&db), Arc::clone(&version));
+        async move {
+            // Reads version 1 after learning the tag, then waits at the gate.
+            member(&cache, &db, 1, &version).await
+        }
+    });
+    db.entered().notified().await;
+    version.store(2, Ordering::SeqCst);
+    cache.invalidate_tag("team:1").await.unwrap();
+    gate.notify_one();
+    assert_eq!(load.await.unwrap(), (1, 1), "the load returns what it read");
+    let ungated = Db::default();
+    assert_eq!(
+        member(cache, &ungated, 1, &version).await,
+        (1, 2),
+        "the value read before the invalidation was not stored"
+    );
 }
 
 #[cached(key = "shared:<id>", ttl = 60, cache = cache, skip = [cache])]

@@ -185,6 +185,27 @@ async fn a_layer_filled_during_a_put_serves_the_put() {
     until_served(&there, &table, "Ada").await;
 }
 
+/// An entry tagged by its body (`add_tag`) is served from Redis, not from
+/// the layers, whose generations are the attribute's tags: invalidating the
+/// learned tag in one process is seen by the other at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_learned_tag_is_invalidated_in_the_other_process_at_once() {
+    use cache_tests::scenarios::{Db, member};
+    let fixture = fixture!();
+    let (here, there) = (fixture.cache(), fixture.other_process());
+    until_vouched(&here).await;
+    until_vouched(&there).await;
+    let (db, version) = (Db::default(), std::sync::atomic::AtomicU64::new(1));
+    assert_eq!(member(&here, &db, 1, &version).await, (1, 1));
+    for _ in 0..3 {
+        assert_eq!(member(&there, &db, 1, &version).await, (1, 1), "from Redis");
+    }
+    assert_eq!(db.reads(), 1);
+    version.store(2, std::sync::atomic::Ordering::SeqCst);
+    here.invalidate_tag("team:1").await.unwrap();
+    assert_eq!(member(&there, &db, 1, &version).await, (1, 2), "no copy left that the tag could not reach");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_subscriber_empties_the_layer_and_comes_back() {
     let fixture = fixture!();

@@ -293,6 +293,10 @@ impl Store for MemoryStore {
         Ok(self.leases_of(key).get(key) == Some(&token) && self.generations_current(request, ticket))
     }
 
+    async fn observe(&self, name: &str, _keep_for: Duration) -> Result<u64, CacheError> {
+        Ok(self.generations.observe(name))
+    }
+
     fn abandon(&self, key: &KeyWriter, token: u128) {
         let mut leases = self.leases_of(key.as_bytes());
         if leases.get(key.as_bytes()) == Some(&token) {

@@ -30,6 +30,7 @@ pub(crate) use redis::ReleaseWatch;
 pub use redis::{BreakerState, CacheError};
 
 /// One `#[cached]` call, as the stores see it.
+#[derive(Clone, Copy)]
 pub(crate) struct Request<'a> {
     pub(crate) site: &'static Site,
     /// The rendered, shortened key.
@@ -61,6 +62,7 @@ pub(crate) enum Found {
 }
 
 /// Permission to load an entry, and the generations it will be stored under.
+#[derive(Clone)]
 pub(crate) struct Ticket {
     pub(crate) lease: Lease,
     /// Generations of [`Request::dependencies`], in order, when the load began.
@@ -184,6 +186,9 @@ pub(crate) trait Store {
     ) -> Result<bool, CacheError>;
     /// Gives the lease of `token` back (if it holds it) without storing; never waits.
     fn abandon(&self, key: &KeyWriter, token: u128);
+    /// The current generation of dependency `name`, kept at least `keep_for`
+    /// (a tag a body learned while loading).
+    async fn observe(&self, name: &str, keep_for: Duration) -> Result<u64, CacheError>;
     /// Deletes keys and moves dependencies to new generations.
     async fn invalidate(&self, targets: &Targets, urgency: Urgency) -> Result<(), CacheError>;
     /// Interest in the release of another process's lease of `key`, taken
@@ -250,6 +255,10 @@ impl Store for AnyStore {
         ticket: &Ticket,
     ) -> Result<bool, CacheError> {
         each_store!(self, store => store.still_current(request, token, ticket).await)
+    }
+
+    async fn observe(&self, name: &str, keep_for: Duration) -> Result<u64, CacheError> {
+        each_store!(self, store => store.observe(name, keep_for).await)
     }
 
     fn abandon(&self, key: &KeyWriter, token: u128) {

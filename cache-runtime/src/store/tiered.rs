@@ -149,7 +149,7 @@ impl Store for TieredStore {
         let _guard = fill_ticket.is_some().then(|| AbandonOnDrop { l1: &self.l1, key: request.key, token });
         let found = self.l2.lookup(request).await;
         match (&found, fill_ticket) {
-            (Found::Fresh(value, meta), Some(ticket)) => {
+            (Found::Fresh(value, meta), Some(ticket)) if !meta.other_dependencies => {
                 self.l2_hits.increment(1);
                 let remaining = Duration::from_millis(meta.fresh_until_ms.saturating_sub(unix_ms()));
                 let fill = Fill {
@@ -162,7 +162,7 @@ impl Store for TieredStore {
                     let _ = self.l1.commit(request, &ticket, fill).await;
                 }
             }
-            (Found::Fresh(..), None) => self.l2_hits.increment(1),
+            (Found::Fresh(..), _) => self.l2_hits.increment(1),
             _ => {}
         }
         found
@@ -239,6 +239,10 @@ impl Store for TieredStore {
         ticket: &Ticket,
     ) -> Result<bool, CacheError> {
         self.l2.still_current(request, token, ticket).await
+    }
+
+    async fn observe(&self, name: &str, keep_for: Duration) -> Result<u64, CacheError> {
+        self.l2.observe(name, keep_for).await
     }
 
     fn abandon(&self, key: &KeyWriter, token: u128) {

@@ -4,9 +4,11 @@
 //!
 //! One cached entry per profile, keyed by the user id alone: the team and the
 //! organisation come from the loaded row, so a request misses at most once
-//! and never needs a second cached lookup to learn its dependencies. (The
-//! runtime takes tags from parameters only, so an entry cannot be tagged with
-//! ids it learns while loading; a write drops the profile by key instead.)
+//! and never needs a second cached lookup to learn its dependencies. A write
+//! drops (or replaces) the written user's profile by key. Tagging profiles
+//! with the team learned from the row (`cache_runtime::add_tag`) would also
+//! drop the team-mates' profiles, which list the written user; the showcase
+//! measures the user's own row and leaves that out (see BENCHMARKS.md).
 
 use std::time::Duration;
 

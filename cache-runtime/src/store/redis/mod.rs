@@ -331,13 +331,7 @@ impl RedisStore {
         envelope: &Envelope,
         fetched: Vec<Option<u64>>,
     ) -> Result<bool, CacheError> {
-        let stored_under_callers = envelope.dependencies.len() == request.dependencies.len()
-            && envelope
-                .dependencies
-                .iter()
-                .zip(request.dependencies)
-                .all(|((name, _), caller)| name == caller);
-        let now = if stored_under_callers {
+        let now = if stored_under_callers(request, envelope) {
             fetched
         } else {
             // Stored by a call with other tags (a tag that is not part of the key):
@@ -535,6 +529,12 @@ fn check_collision(request: &Request<'_>, envelope: &Envelope) {
     }
 }
 
+/// Whether `envelope` was stored under the dependencies `request` has.
+fn stored_under_callers(request: &Request<'_>, envelope: &Envelope) -> bool {
+    envelope.dependencies.len() == request.dependencies.len()
+        && envelope.dependencies.iter().zip(request.dependencies).all(|((name, _), caller)| name == caller)
+}
+
 fn counter_value(value: Value) -> Option<u64> {
     redis::from_redis_value::<Option<u64>>(value).ok().flatten()
 }
@@ -581,9 +581,11 @@ impl Store for RedisStore {
                 return Found::Miss;
             }
         };
+        let meta =
+            EntryMeta { other_dependencies: !stored_under_callers(request, &envelope), ..envelope.meta() };
         match self.is_current(request, &envelope, fetched).await {
-            Ok(true) if unix_ms() < envelope.fresh_until_ms => Found::Fresh(value, envelope.meta()),
-            Ok(true) if unix_ms() < envelope.stale_until_ms => Found::Stale(value, envelope.meta()),
+            Ok(true) if unix_ms() < envelope.fresh_until_ms => Found::Fresh(value, meta),
+            Ok(true) if unix_ms() < envelope.stale_until_ms => Found::Stale(value, meta),
             Ok(_) => Found::Miss,
             Err(error) => {
                 Self::unavailable(request, &error);
@@ -683,6 +685,22 @@ impl Store for RedisStore {
         Ok(held
             && now.len() == ticket.generations.len()
             && now.iter().zip(&ticket.generations).all(|(now, seen)| *now == Some(*seen)))
+    }
+
+    async fn observe(&self, name: &str, keep_for: Duration) -> Result<u64, CacheError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("EVALSHA")
+            .arg(self.shared.scripts.observe.get_hash())
+            .arg(1)
+            .arg(self.counter_key(name))
+            .arg(expire_ms(keep_for));
+        let values: Vec<Value> = self.with_scripts(Urgency::Normal, &pipe).await?;
+        values.into_iter().next().and_then(counter_value).ok_or_else(|| {
+            CacheError::Server(redis::RedisError::from((
+                redis::ErrorKind::UnexpectedReturnType,
+                "a counter's generation is not a number",
+            )))
+        })
     }
 
     fn abandon(&self, key: &KeyWriter, token: u128) {
