@@ -324,14 +324,16 @@ impl RedisStore {
         Ok(values.into_iter().map(counter_value).collect())
     }
 
-    /// Whether the entry's generations are all current.
+    /// Whether the entry's generations are all current: `fetched` are the
+    /// caller's counters, read with the entry; an entry stored under others
+    /// (`under_callers` false) reads its own.
     async fn is_current(
         &self,
-        request: &Request<'_>,
         envelope: &Envelope,
         fetched: Vec<Option<u64>>,
+        under_callers: bool,
     ) -> Result<bool, CacheError> {
-        let now = if stored_under_callers(request, envelope) {
+        let now = if under_callers {
             fetched
         } else {
             // Stored by a call with other tags (a tag that is not part of the key):
@@ -581,9 +583,9 @@ impl Store for RedisStore {
                 return Found::Miss;
             }
         };
-        let meta =
-            EntryMeta { other_dependencies: !stored_under_callers(request, &envelope), ..envelope.meta() };
-        match self.is_current(request, &envelope, fetched).await {
+        let under_callers = stored_under_callers(request, &envelope);
+        let meta = EntryMeta { other_dependencies: !under_callers, ..envelope.meta() };
+        match self.is_current(&envelope, fetched, under_callers).await {
             Ok(true) if unix_ms() < envelope.fresh_until_ms => Found::Fresh(value, meta),
             Ok(true) if unix_ms() < envelope.stale_until_ms => Found::Stale(value, meta),
             Ok(_) => Found::Miss,
