@@ -28,7 +28,12 @@ pub(crate) fn record(key: &str) {
 
 #[cold]
 fn record_sampled(key: &str) {
-    let mut counters = SKETCH.lock().unwrap_or_else(PoisonError::into_inner);
+    // Never waits: a sample that finds the sketch busy is dropped.
+    let mut counters = match SKETCH.try_lock() {
+        Ok(counters) => counters,
+        Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+        Err(std::sync::TryLockError::WouldBlock) => return,
+    };
     if let Some(counter) = counters.iter_mut().find(|counter| &*counter.key == key) {
         counter.count += 1;
         return;
