@@ -135,6 +135,23 @@ pub async fn save_held(
     Ok(Profile { id, name: name.to_owned() })
 }
 
+/// Starts [`save_held`] of `name` into row `id` in a task, and returns once it
+/// has changed the table and is held: its hold and its task.
+pub async fn start_held_save(
+    cache: &Cache,
+    table: &Arc<Table>,
+    id: u64,
+    name: &'static str,
+) -> (Arc<Hold>, tokio::task::JoinHandle<Result<Profile, String>>) {
+    let hold = Arc::new(Hold::default());
+    let writer = tokio::spawn({
+        let (cache, table, hold) = (cache.clone(), Arc::clone(table), Arc::clone(&hold));
+        async move { save_held(&cache, &table, id, name, &hold).await }
+    });
+    hold.entered().await;
+    (hold, writer)
+}
+
 /// A write that reports no row: deletes the reader's entry.
 #[cache_put(profile(id), cache = cache)]
 pub async fn archive(cache: &Cache, id: u64) -> Option<Profile> {
@@ -182,14 +199,10 @@ pub async fn cache_put_stores_the_written_value(cache: &Cache) {
 pub async fn overlapping_puts_leave_the_last_written_value(cache: &Cache) {
     let table = Arc::new(Table::default());
     profile(cache, &table, 1).await.unwrap();
-    let hold = Arc::new(Hold::default());
-    let first = tokio::spawn({
-        let (cache, table, hold) = (cache.clone(), Arc::clone(&table), Arc::clone(&hold));
-        async move { save_held(&cache, &table, 1, "first", &hold).await }
-    });
-    hold.entered.notified().await; // "first" is in the table, its answer held
+    // "first" is in the table, its answer held.
+    let (hold, first) = start_held_save(cache, &table, 1, "first").await;
     save(cache, &table, 1, "second").await.unwrap();
-    hold.release.notify_one();
+    hold.release();
     assert_eq!(first.await.unwrap().unwrap().name, "first");
     assert_eq!(table.name(1), "second", "the table's last write");
     assert_eq!(
@@ -205,12 +218,7 @@ pub async fn overlapping_puts_leave_the_last_written_value(cache: &Cache) {
 pub async fn a_put_cancelled_during_its_write_deletes_the_entry(cache: &Cache) {
     let table = Arc::new(Table::default());
     profile(cache, &table, 1).await.unwrap();
-    let hold = Arc::new(Hold::default());
-    let writer = tokio::spawn({
-        let (cache, table, hold) = (cache.clone(), Arc::clone(&table), Arc::clone(&hold));
-        async move { save_held(&cache, &table, 1, "Ada", &hold).await }
-    });
-    hold.entered().await;
+    let (_hold, writer) = start_held_save(cache, &table, 1, "Ada").await;
     writer.abort();
     assert!(writer.await.unwrap_err().is_cancelled());
     let deadline = tokio::time::Instant::now() + PATIENCE;

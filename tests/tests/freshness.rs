@@ -607,6 +607,25 @@ async fn lease_waiters_subscribe_once_and_again_after_a_restart() {
 // a failing background refresh
 // ---------------------------------------------------------------------------
 
+/// Reads a stale entry with `read` every 10 ms for 1 s while `origin`
+/// fails; how many reads, and how many refreshes were attempted.
+async fn stale_reads_while_failing<F, Fut>(origin: &Origin, read: F) -> (usize, usize)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<u64, String>>,
+{
+    let loads_before = origin.loads();
+    origin.failing.store(true, Ordering::SeqCst);
+    let (started, mut reads) = (Instant::now(), 0);
+    while started.elapsed() < Duration::from_millis(1_000) {
+        assert_eq!(read().await, Ok(1), "the stale value");
+        reads += 1;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    origin.failing.store(false, Ordering::SeqCst);
+    (reads, origin.loads() - loads_before)
+}
+
 #[cached(key = "swr_failing:<id>", ttl = 1, stale = 60, cache = cache, skip = [cache, origin])]
 async fn swr_failing(cache: Cache, origin: Arc<Origin>, id: u64) -> Result<u64, String> {
     origin.read().await
@@ -621,20 +640,13 @@ async fn a_failing_background_refresh_is_retried_at_most_once_per_interval() {
     let origin = Origin::new(1, 0);
     assert_eq!(swr_failing(cache.clone(), Arc::clone(&origin), 1).await, Ok(1));
     tokio::time::sleep(Duration::from_millis(1_100)).await;
-    origin.failing.store(true, Ordering::SeqCst);
-    let (started, mut reads) = (Instant::now(), 0);
-    while started.elapsed() < Duration::from_millis(1_000) {
-        assert_eq!(swr_failing(cache.clone(), Arc::clone(&origin), 1).await, Ok(1), "the stale value");
-        reads += 1;
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let refreshes = origin.loads() - 1;
+    let (reads, refreshes) =
+        stale_reads_while_failing(&origin, || swr_failing(cache.clone(), Arc::clone(&origin), 1)).await;
     eprintln!(
         "{reads} reads of a stale entry in 1 s while the database failed: {refreshes} refresh attempts"
     );
     assert!(reads > 20, "the reads ran");
     assert_eq!(refreshes, 1, "one attempt, then the retry interval");
-    origin.failing.store(false, Ordering::SeqCst);
 }
 
 #[cached(key = "swr_panicking:<id>", ttl = 1, stale = 60, cache = cache, skip = [cache, origin])]
@@ -651,14 +663,8 @@ async fn a_panicking_background_refresh_is_retried_at_most_once_per_interval() {
     let origin = Origin::new(1, 0);
     assert_eq!(swr_panicking(cache.clone(), Arc::clone(&origin), 1).await, Ok(1));
     tokio::time::sleep(Duration::from_millis(1_100)).await;
-    origin.failing.store(true, Ordering::SeqCst);
-    let (started, mut reads) = (Instant::now(), 0);
-    while started.elapsed() < Duration::from_millis(1_000) {
-        assert_eq!(swr_panicking(cache.clone(), Arc::clone(&origin), 1).await, Ok(1), "the stale value");
-        reads += 1;
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let refreshes = origin.loads() - 1;
+    let (reads, refreshes) =
+        stale_reads_while_failing(&origin, || swr_panicking(cache.clone(), Arc::clone(&origin), 1)).await;
     eprintln!("{reads} reads of a stale entry in 1 s while the body panicked: {refreshes} refresh attempts");
     assert!(reads > 20, "the reads ran");
     assert_eq!(refreshes, 1, "one attempt, then the retry interval");

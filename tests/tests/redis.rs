@@ -564,17 +564,12 @@ async fn clear_spares_other_prefixes() {
 /// is back, never leaving the old value.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_put_never_leaves_the_old_value() {
-    use cache_tests::linked::{Hold, Table, profile, save_held};
+    use cache_tests::linked::{Table, profile, start_held_save};
     let fixture = fixture!();
     let (cache, observer) = (fixture.cache(), fixture.second_handle());
     let table = Arc::new(Table::default());
     assert_eq!(profile(&cache, &table, 1).await.unwrap().name, "user 1");
-    let hold = Arc::new(Hold::default());
-    let writer = tokio::spawn({
-        let (cache, table, hold) = (cache.clone(), Arc::clone(&table), Arc::clone(&hold));
-        async move { save_held(&cache, &table, 1, "Ada", &hold).await }
-    });
-    hold.entered().await; // the table holds "Ada"
+    let (hold, writer) = start_held_save(&cache, &table, 1, "Ada").await; // the table holds "Ada"
     fixture.server.pause();
     hold.release();
     tokio::time::sleep(Duration::from_millis(50)).await;

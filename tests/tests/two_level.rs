@@ -34,6 +34,14 @@ impl Fixture {
     fn other_process(&self) -> Cache {
         two_level(&self.server.url(), Duration::from_secs(60))
     }
+
+    /// This process's cache and another's, each with its bus vouching for its layer.
+    async fn two_processes(&self) -> (Cache, Cache) {
+        let (here, there) = (self.cache(), self.other_process());
+        until_vouched(&here).await;
+        until_vouched(&there).await;
+        (here, there)
+    }
 }
 
 fn two_level(url: &str, max_age: Duration) -> Cache {
@@ -100,9 +108,7 @@ async fn a_local_hit_costs_no_network() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalidation_reaches_the_other_process_within_one_message() {
     let fixture = fixture!();
-    let (here, there) = (fixture.cache(), fixture.other_process());
-    until_vouched(&here).await;
-    until_vouched(&there).await;
+    let (here, there) = fixture.two_processes().await;
     let table = Table::default();
     let mut delays = Vec::new();
     for round in 0..20 {
@@ -134,9 +140,7 @@ async fn an_invalidation_reaches_the_other_process_within_one_message() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tag_invalidation_reaches_the_other_process() {
     let fixture = fixture!();
-    let (here, there) = (fixture.cache(), fixture.other_process());
-    until_vouched(&here).await;
-    until_vouched(&there).await;
+    let (here, there) = fixture.two_processes().await;
     let table = Table::default();
     assert_eq!(cache_tests::linked::tagged(&there, &table, 1, 7).await, "user 1");
     cache_tests::linked::set_name(&table, 1, "Ada");
@@ -151,9 +155,7 @@ async fn a_tag_invalidation_reaches_the_other_process() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_put_replaces_the_other_processes_copy() {
     let fixture = fixture!();
-    let (here, there) = (fixture.cache(), fixture.other_process());
-    until_vouched(&here).await;
-    until_vouched(&there).await;
+    let (here, there) = fixture.two_processes().await;
     let table = Table::default();
     profile(&there, &table, 1).await.unwrap();
     cache_tests::linked::save(&here, &table, 1, "Ada").await.unwrap();
@@ -165,19 +167,11 @@ async fn a_put_replaces_the_other_processes_copy() {
 /// write runs: once the write has answered, that process serves the new value.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_layer_filled_during_a_put_serves_the_put() {
-    use cache_tests::linked::{Hold, save_held};
     let fixture = fixture!();
-    let (here, there) = (fixture.cache(), fixture.other_process());
-    until_vouched(&here).await;
-    until_vouched(&there).await;
+    let (here, there) = fixture.two_processes().await;
     let table = Arc::new(Table::default());
     profile(&there, &table, 1).await.unwrap(); // in Redis, not in this process's layer
-    let hold = Arc::new(Hold::default());
-    let writer = tokio::spawn({
-        let (cache, table, hold) = (here.clone(), Arc::clone(&table), Arc::clone(&hold));
-        async move { save_held(&cache, &table, 1, "Ada", &hold).await }
-    });
-    hold.entered().await;
+    let (hold, writer) = cache_tests::linked::start_held_save(&here, &table, 1, "Ada").await;
     assert_eq!(profile(&here, &table, 1).await.unwrap().name, "user 1", "read from Redis during the write");
     hold.release();
     writer.await.unwrap().unwrap();
@@ -192,9 +186,7 @@ async fn a_layer_filled_during_a_put_serves_the_put() {
 async fn a_learned_tag_is_invalidated_in_the_other_process_at_once() {
     use cache_tests::scenarios::{Db, member};
     let fixture = fixture!();
-    let (here, there) = (fixture.cache(), fixture.other_process());
-    until_vouched(&here).await;
-    until_vouched(&there).await;
+    let (here, there) = fixture.two_processes().await;
     let (db, version) = (Db::default(), std::sync::atomic::AtomicU64::new(1));
     assert_eq!(member(&here, &db, 1, &version).await, (1, 1));
     for _ in 0..3 {
@@ -209,9 +201,7 @@ async fn a_learned_tag_is_invalidated_in_the_other_process_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_subscriber_empties_the_layer_and_comes_back() {
     let fixture = fixture!();
-    let (here, there) = (fixture.cache(), fixture.other_process());
-    until_vouched(&here).await;
-    until_vouched(&there).await;
+    let (here, there) = fixture.two_processes().await;
     let table = Table::default();
     profile(&there, &table, 1).await.unwrap();
     let resyncs = there.status().bus.map_or(0, |bus| bus.resyncs);
@@ -235,9 +225,7 @@ async fn a_killed_subscriber_empties_the_layer_and_comes_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_message_is_found_at_the_next_one() {
     let fixture = fixture!();
-    let (here, there) = (fixture.cache(), fixture.other_process());
-    until_vouched(&here).await;
-    until_vouched(&there).await;
+    let (here, there) = fixture.two_processes().await;
     let table = Table::default();
     profile(&there, &table, 1).await.unwrap();
     there.drop_next_bus_message();
@@ -271,9 +259,7 @@ async fn entries_leave_the_layer_after_max_age() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_redis_is_followed() {
     let mut fixture = fixture!();
-    let (here, there) = (fixture.cache(), fixture.other_process());
-    until_vouched(&here).await;
-    until_vouched(&there).await;
+    let (here, there) = fixture.two_processes().await;
     let table = Arc::new(Table::default());
     profile(&there, &table, 1).await.unwrap();
     fixture.server.restart();
@@ -331,9 +317,7 @@ async fn three_processes_stay_coherent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_redis_stops_the_layers_within_a_heartbeat() {
     let fixture = fixture!();
-    let (here, there) = (fixture.cache(), fixture.other_process());
-    until_vouched(&here).await;
-    until_vouched(&there).await;
+    let (here, there) = fixture.two_processes().await;
     let table = Table::default();
     profile(&there, &table, 1).await.unwrap();
     fixture.server.pause();
