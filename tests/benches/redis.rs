@@ -8,28 +8,8 @@ use std::time::{Duration, Instant};
 
 use cache_runtime::redis::{self, AsyncCommands};
 use cache_runtime::{Cache, cached};
-use cache_tests::bench::{Profile, median, profile};
+use cache_tests::bench::{Profile, ROUND, ROUNDS, TASKS, always_missing, median, plain, profile, three_tags};
 use cache_tests::redis_server::RedisServer;
-
-const TASKS: u64 = 64;
-const ROUND: Duration = Duration::from_secs(2);
-const ROUNDS: u64 = 3;
-
-#[cached(key = "profile:<id>", ttl = 3600, cache = cache, skip = [cache])]
-async fn plain(cache: &Cache, id: u64) -> Profile {
-    profile(id)
-}
-
-#[cached(key = "tagged:<id>", ttl = 3600, tags = ["org:<org>", "team:<team>", "all"], cache = cache, skip = [cache])]
-async fn three_tags(cache: &Cache, id: u64, org: u64, team: u64) -> Profile {
-    let _ = (org, team);
-    profile(id)
-}
-
-#[cached(key = "fresh:<id>", ttl = 3600, cache = cache, skip = [cache])]
-async fn always_missing(cache: &Cache, id: u64) -> Profile {
-    profile(id)
-}
 
 #[cached(key = "member:<group>:<id>", ttl = 3600, tags = ["group:<group>"], cache = cache, skip = [cache])]
 async fn member(cache: &Cache, group: u64, id: u64) -> u64 {

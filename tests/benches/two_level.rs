@@ -7,25 +7,11 @@
 
 use std::time::{Duration, Instant};
 
-use cache_runtime::{Cache, cached, invalidate};
-use cache_tests::bench::{Profile, profile};
+use cache_runtime::{Cache, invalidate};
+use cache_tests::bench::{ROUND, ROUNDS, TASKS, plain, three_tags};
 use cache_tests::redis_server::RedisServer;
 
-const TASKS: u64 = 64;
-const ROUND: Duration = Duration::from_secs(2);
-const ROUNDS: u64 = 3;
 const KEYS: u64 = 1_000;
-
-#[cached(key = "profile:<id>", ttl = 3600, cache = cache, skip = [cache])]
-async fn plain(cache: &Cache, id: u64) -> Profile {
-    profile(id)
-}
-
-#[cached(key = "tagged:<id>", ttl = 3600, tags = ["org:<org>", "team:<team>", "all"], cache = cache, skip = [cache])]
-async fn three_tags(cache: &Cache, id: u64, org: u64, team: u64) -> Profile {
-    let _ = (org, team);
-    profile(id)
-}
 
 async fn hits(cache: &Cache, tagged: bool) -> f64 {
     for id in 0..KEYS {
@@ -116,7 +102,7 @@ async fn main() {
         plain(&there, id).await;
         let before = there.status().bus.map_or(0, |bus| bus.messages);
         let started = Instant::now();
-        invalidate!(plain(id), cache = &here).await.unwrap();
+        invalidate!(cache_tests::bench::plain(id), cache = &here).await.unwrap();
         while there.status().bus.map_or(0, |bus| bus.messages) == before {
             tokio::task::yield_now().await;
         }

@@ -1,10 +1,19 @@
-//! What the benchmarks share: a typical row and a throughput meter.
+//! What the benchmarks share: a typical row, the `#[cached]` functions that
+//! serve it, their settings and a throughput meter.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use cache_runtime::{Cache, cached};
 use serde::{Deserialize, Serialize};
+
+/// Tasks calling at once.
+pub const TASKS: u64 = 64;
+/// How long one round lasts.
+pub const ROUND: Duration = Duration::from_secs(2);
+/// Rounds per figure (the median is reported).
+pub const ROUNDS: u64 = 3;
 
 /// A typical row: 148 bytes of data (ids, three short strings, a timestamp),
 /// so every clone allocates.
@@ -80,4 +89,23 @@ where
         per_round.push(done.load(Ordering::Relaxed) as f64 / round.as_secs_f64());
     }
     median(per_round)
+}
+
+/// The row of `id`, cached without tags.
+#[cached(key = "profile:<id>", ttl = 3600, cache = cache, skip = [cache])]
+pub async fn plain(cache: &Cache, id: u64) -> Profile {
+    profile(id)
+}
+
+/// The row of `id`, cached with three tags.
+#[cached(key = "tagged:<id>", ttl = 3600, tags = ["org:<org>", "team:<team>", "all"], cache = cache, skip = [cache])]
+pub async fn three_tags(cache: &Cache, id: u64, org: u64, team: u64) -> Profile {
+    let _ = (org, team);
+    profile(id)
+}
+
+/// The row of `id` under keys the benchmarks never repeat: every call misses.
+#[cached(key = "fresh:<id>", ttl = 3600, cache = cache, skip = [cache])]
+pub async fn always_missing(cache: &Cache, id: u64) -> Profile {
+    profile(id)
 }

@@ -20,7 +20,8 @@ fn fresh_prefix() -> String {
     format!("test:c{}", NEXT_PREFIX.fetch_add(1, Ordering::Relaxed))
 }
 
-fn cluster_cache(urls: &[String], prefix: &str) -> Cache {
+/// The tests' settings on a cluster: a short timeout and breaker.
+fn cluster_builder(urls: &[String], prefix: &str) -> cache_runtime::CacheBuilder {
     Cache::builder()
         .redis_cluster(urls)
         .expect("valid seeds")
@@ -28,7 +29,10 @@ fn cluster_cache(urls: &[String], prefix: &str) -> Cache {
         .expect("valid prefix")
         .timeout(Duration::from_millis(200))
         .circuit_breaker(3, Duration::from_millis(300))
-        .build()
+}
+
+fn cluster_cache(urls: &[String], prefix: &str) -> Cache {
+    cluster_builder(urls, prefix).build()
 }
 
 /// Connects `cache` to the cluster (a fresh cluster connection learns the
@@ -50,11 +54,16 @@ struct Fixture {
 
 impl Fixture {
     async fn start() -> Option<Self> {
+        Self::start_with(cluster_cache).await
+    }
+
+    /// A cache made by `make` (from the seeds and a fresh prefix), connected.
+    async fn start_with(make: fn(&[String], &str) -> Cache) -> Option<Self> {
         if !require_redis() {
             return None;
         }
         let cluster = RedisCluster::shared();
-        let cache = cluster_cache(&cluster.urls(), &fresh_prefix());
+        let cache = make(&cluster.urls(), &fresh_prefix());
         warm(&cache).await;
         Some(Self { cache })
     }
@@ -104,41 +113,13 @@ async fn key_counts_cover_every_master() {
 mod two_level {
     use super::*;
 
-    struct Fixture {
-        cache: Cache,
-    }
-
-    impl Fixture {
-        async fn start() -> Option<Self> {
-            if !require_redis() {
-                return None;
-            }
-            let cluster = RedisCluster::shared();
-            let cache = two_level_cache(&cluster.urls(), &fresh_prefix());
-            warm(&cache).await;
-            Some(Self { cache })
-        }
-
-        fn cache(&self) -> Cache {
-            self.cache.clone()
-        }
-    }
-
     pub(super) fn two_level_cache(urls: &[String], prefix: &str) -> Cache {
-        Cache::builder()
-            .redis_cluster(urls)
-            .expect("valid seeds")
-            .prefix(prefix)
-            .expect("valid prefix")
-            .timeout(Duration::from_millis(200))
-            .circuit_breaker(3, Duration::from_millis(300))
-            .local_cache(16 << 20)
-            .build()
+        cluster_builder(urls, prefix).local_cache(16 << 20).build()
     }
 
     macro_rules! fixture {
         () => {
-            match Fixture::start().await {
+            match Fixture::start_with(two_level_cache).await {
                 Some(fixture) => fixture,
                 None => return,
             }
@@ -244,15 +225,7 @@ mod faults {
     const CALL_BOUND: Duration = Duration::from_secs(2);
 
     fn fault_cache(cluster: &RedisCluster, prefix: &str) -> Cache {
-        Cache::builder()
-            .redis_cluster(&cluster.urls())
-            .expect("valid seeds")
-            .prefix(prefix)
-            .expect("valid prefix")
-            .timeout(Duration::from_millis(200))
-            .lease_wait(Duration::from_millis(200))
-            .circuit_breaker(3, Duration::from_millis(300))
-            .build()
+        super::cluster_builder(&cluster.urls(), prefix).lease_wait(Duration::from_millis(200)).build()
     }
 
     /// The origin: a version per key, bumped by writes; reads are counted.
