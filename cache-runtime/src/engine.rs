@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use crate::cache::Cache;
 use crate::entry_info::{self, EntryMeta, deadline_after, duration_ms, unix_ms};
-use crate::learned::{Learned, Learning};
+use crate::learned::{self, Learned};
 use crate::single_flight::{FlightGuard, Outcome, Role, wait};
 use crate::site::Site;
 use crate::store::{
@@ -374,17 +374,17 @@ where
     let started = Instant::now();
     let refreshing = matches!(start, Start::Refresh { .. });
     // Tags the body learns (`add_tag`) live as long as the entry, and a little more.
-    let learning = Learning::new(cache, lifetime.saturating_add(site.keep()).saturating_add(LEARNED_SLACK));
-    let load = pin!(learning.scope(load));
+    let keep_learned_for = lifetime.saturating_add(site.keep()).saturating_add(LEARNED_SLACK);
+    let mut load = pin!(learned::scope(cache, keep_learned_for, load));
     let value = match &fallback {
         // A background refresh's panic is a failure like an `Err`: the stale
         // entry stays, and the retry waits (below).
-        None if refreshing => permits.run(CatchUnwind(load)).await.unwrap_or_else(|panic| {
+        None if refreshing => permits.run(CatchUnwind(load.as_mut())).await.unwrap_or_else(|panic| {
             drop(panic);
             tracing::warn!(function = site.function(), key = %request.key, "the body panicked in a background refresh");
             None
         }),
-        Some(_) => match permits.run(guarded(CatchUnwind(load), cache.hard_timeout(site))).await {
+        Some(_) => match permits.run(guarded(CatchUnwind(load.as_mut()), cache.hard_timeout(site))).await {
             Ok(value) => value,
             Err(Abandoned::Panicked) => {
                 tracing::warn!(function = site.function(), key = %request.key, "the body panicked: serving the fail-safe value");
@@ -396,8 +396,9 @@ where
                 None
             }
         },
-        None => permits.run(load).await,
+        None => permits.run(load.as_mut()).await,
     };
+    let learned = learned::take(load);
     let load_time = started.elapsed();
     site.record_load(load_time);
     if value.is_none() && refreshing {
@@ -421,7 +422,7 @@ where
         keep: site.keep(),
         load_time,
     });
-    finish(request, flight, lease, fill, learning.take()).await;
+    finish(request, flight, lease, fill, learned).await;
     Served::Loaded
 }
 

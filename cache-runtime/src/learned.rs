@@ -1,7 +1,10 @@
 //! Tags a body learns while it loads: [`add_tag`].
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::cell::RefCell;
+use std::pin::Pin;
 use std::time::Duration;
+
+use tokio::task::futures::TaskLocalFuture;
 
 use crate::cache::Cache;
 use crate::call::{TAG, dependency_name};
@@ -9,16 +12,15 @@ use crate::store::Store;
 
 tokio::task_local! {
     /// The load the current body runs for.
-    static LEARNING: Learning;
+    static LEARNING: RefCell<Learning>;
 }
 
-/// What a load learns: its cache, and the tags with their generations.
-#[derive(Clone)]
+/// A load's cache, and what its body learned.
 pub(crate) struct Learning {
     cache: Cache,
     /// How long the learned counters must outlive the read of their generation.
     keep_for: Duration,
-    learned: Arc<Mutex<Learned>>,
+    learned: Learned,
 }
 
 /// The tags (counter names) a load learned and the generations it read.
@@ -30,20 +32,20 @@ pub(crate) struct Learned {
     pub(crate) failed: bool,
 }
 
-impl Learning {
-    pub(crate) fn new(cache: &Cache, keep_for: Duration) -> Self {
-        Self { cache: cache.clone(), keep_for, learned: Arc::default() }
-    }
+/// Runs `body` so that [`add_tag`] in it adds to this load of `cache`; the
+/// counters it reads are kept at least `keep_for`.
+pub(crate) fn scope<F: Future>(
+    cache: &Cache,
+    keep_for: Duration,
+    body: F,
+) -> TaskLocalFuture<RefCell<Learning>, F> {
+    let learning = Learning { cache: cache.clone(), keep_for, learned: Learned::default() };
+    LEARNING.scope(RefCell::new(learning), body)
+}
 
-    /// Runs `body` so that [`add_tag`] in it adds to this load.
-    pub(crate) fn scope<F: Future>(&self, body: F) -> impl Future<Output = F::Output> {
-        LEARNING.scope(self.clone(), body)
-    }
-
-    /// What the body learned.
-    pub(crate) fn take(&self) -> Learned {
-        std::mem::take(&mut *self.learned.lock().unwrap_or_else(PoisonError::into_inner))
-    }
+/// What the body of a [`scope`] learned, once it has run.
+pub(crate) fn take<F: Future>(scope: Pin<&mut TaskLocalFuture<RefCell<Learning>, F>>) -> Learned {
+    scope.take_value().map(|learning| learning.into_inner().learned).unwrap_or_default()
 }
 
 /// Adds `tag` (`"team:3"`, as [`Cache::invalidate_tag`] names it) to the
@@ -92,24 +94,28 @@ impl Learning {
 /// - Outside a body that stores its value (a hit, a load while the cache is
 ///   unavailable, plain code), it does nothing.
 pub async fn add_tag(tag: &str) {
-    let Ok(learning) = LEARNING.try_with(Clone::clone) else { return };
     let name = dependency_name(TAG, tag);
-    {
-        let learned = learning.learned.lock().unwrap_or_else(PoisonError::into_inner);
-        if learned.names.contains(&name) {
-            return;
-        }
+    let Ok((cache, keep_for, known)) = LEARNING.try_with(|learning| {
+        let learning = learning.borrow();
+        (learning.cache.clone(), learning.keep_for, learning.learned.names.contains(&name))
+    }) else {
+        return;
+    };
+    if known {
+        return;
     }
-    let observed = learning.cache.inner.store.observe(&name, learning.keep_for).await;
-    let mut learned = learning.learned.lock().unwrap_or_else(PoisonError::into_inner);
-    match observed {
-        Ok(generation) => {
-            learned.names.push(name);
-            learned.generations.push(generation);
+    let observed = cache.inner.store.observe(&name, keep_for).await;
+    let _ = LEARNING.try_with(|learning| {
+        let learned = &mut learning.borrow_mut().learned;
+        match observed {
+            Ok(generation) => {
+                learned.names.push(name);
+                learned.generations.push(generation);
+            }
+            Err(error) => {
+                tracing::debug!(%error, tag, "learned tag not read: the value will not be stored");
+                learned.failed = true;
+            }
         }
-        Err(error) => {
-            tracing::debug!(%error, tag, "learned tag not read: the value will not be stored");
-            learned.failed = true;
-        }
-    }
+    });
 }
