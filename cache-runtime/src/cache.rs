@@ -10,6 +10,7 @@ use crate::invalidation;
 use crate::key::KeyWriter;
 use crate::single_flight::SingleFlight;
 use crate::site::Site;
+use crate::store::fence::FencedStore;
 use crate::store::memory::MemoryStore;
 use crate::store::redis::{ClusterTarget, RedisSettings, RedisStore, Target};
 use crate::store::tiered::TieredStore;
@@ -40,7 +41,7 @@ pub struct Cache {
 }
 
 pub(crate) struct Inner {
-    pub(crate) store: AnyStore,
+    pub(crate) store: FencedStore,
     pub(crate) flights: SingleFlight,
     pub(crate) pending_invalidations: AtomicU64,
     pub(crate) invalidation_attempts: u32,
@@ -185,6 +186,7 @@ pub struct CacheBuilder {
     ttl_overrides: Vec<TtlOverride>,
     /// The in-process layer in front of Redis: its bound in bytes and the longest it keeps an entry.
     local: Option<(u64, Duration)>,
+    local_max_silence: Duration,
     freshness: Freshness,
     max_loads: usize,
 }
@@ -201,9 +203,10 @@ impl Default for CacheBuilder {
             redis: None,
             settings: RedisSettings::default(),
             read_from_replicas: false,
-            invalidation_attempts: 10,
+            invalidation_attempts: 16,
             ttl_overrides: Vec::new(),
             local: None,
+            local_max_silence: crate::store::bus::DEFAULT_MAX_SILENCE,
             freshness: Freshness::default(),
             max_loads: 0,
         }
@@ -223,8 +226,11 @@ impl CacheBuilder {
         self
     }
 
-    /// How many tag and version counters to keep in memory. A counter evicted past
-    /// this bound comes back with a new generation: its entries miss once, never go stale.
+    /// How many tag and version counters to keep in memory (default 1,000,000):
+    /// a bound in bytes of 64 a counter, its name included, so counters with
+    /// long names count for more (names are at most 200 bytes). A counter
+    /// evicted past this bound comes back with a new generation: its entries
+    /// miss once, never go stale.
     pub fn generation_capacity(mut self, counters: usize) -> Self {
         self.generation_capacity = counters;
         self
@@ -315,7 +321,8 @@ impl CacheBuilder {
     ///   in BENCHMARKS.md; about a round trip to Redis).
     /// - While the bus is disconnected, or after it missed a message, the layer
     ///   serves nothing: it is emptied, and reads go to Redis until it is
-    ///   back. A dead connection is noticed within a second plus `timeout`.
+    ///   back. A bus that falls silent stops the layer from serving within
+    ///   [`CacheBuilder::local_max_silence`] (100 ms by default).
     /// - An entry stays in the layer at most what is left of its freshness
     ///   in Redis, and at most [`CacheBuilder::local_max_age`].
     ///
@@ -340,6 +347,17 @@ impl CacheBuilder {
     pub fn local_max_age(mut self, max_age: Duration) -> Self {
         let max_bytes = self.local.map_or(self.max_bytes, |(bytes, _)| bytes);
         self.local = Some((max_bytes, max_age));
+        self
+    }
+
+    /// The longest the in-process layer of a two-level cache serves while its
+    /// bus is silent (default 100 ms): the subscriber connection is pinged
+    /// twice as often, and when nothing has answered for this long the layer
+    /// serves nothing until an answer comes. This bounds how long a process
+    /// may serve an entry that another process invalidated through a Redis
+    /// it can no longer hear (paused, partitioned).
+    pub fn local_max_silence(mut self, silence: Duration) -> Self {
+        self.local_max_silence = silence;
         self
     }
 
@@ -416,8 +434,11 @@ impl CacheBuilder {
         self
     }
 
-    /// Attempts of an invalidation Redis does not take (default 10: the first,
-    /// then retries 100 ms, 200 ms, ... and at most 5 s apart, about 21 s in all).
+    /// Attempts of an invalidation Redis does not take (default 16: the first,
+    /// then retries 5 ms, 10 ms, 20 ms, ... and at most 5 s apart, about 25 s
+    /// in all; a retry comes at once when Redis answers again after its
+    /// circuit breaker opened). Until one is taken, the invalidation fences
+    /// this process (the reads it covers bypass the cache).
     pub fn invalidation_attempts(mut self, attempts: u32) -> Self {
         self.invalidation_attempts = attempts.max(1);
         self
@@ -538,14 +559,15 @@ impl CacheBuilder {
         });
         let store = match (target, self.local) {
             (Some(target), Some((_, max_age))) => {
-                AnyStore::Tiered(TieredStore::new(memory(), RedisStore::new(target, self.settings), max_age))
+                let redis = RedisStore::new(target, self.settings);
+                AnyStore::Tiered(TieredStore::new(memory(), redis, max_age, self.local_max_silence))
             }
             (Some(target), None) => AnyStore::Redis(RedisStore::new(target, self.settings)),
             (None, _) => AnyStore::Memory(memory()),
         };
         Cache {
             inner: Arc::new(Inner {
-                store,
+                store: FencedStore::new(store),
                 flights: SingleFlight::new(),
                 pending_invalidations: AtomicU64::new(0),
                 invalidation_attempts: self.invalidation_attempts,
@@ -657,8 +679,13 @@ impl Cache {
         self.invalidate_rendered(writer).await
     }
 
-    /// Empties the cache: every entry of this cache (in Redis, every key of its
-    /// prefix, with `SCAN` and `UNLINK`), and no load in progress is stored.
+    /// Empties the cache: every entry of this cache, and no load in progress
+    /// is stored. In Redis it deletes, with `SCAN` and `UNLINK`, the keys of
+    /// the shapes this cache writes (`{prefix}:{…}` entries, leases and wait
+    /// marks, `{prefix}:{}t:…` and `{prefix}:{}v:…` counters) and nothing
+    /// else: neither a cache whose prefix extends this one (`app:v2` beside
+    /// `app`) nor the application's own keys under the same text
+    /// (`app:sessions:42`).
     ///
     /// # Errors
     /// When Redis cannot be reached (never for the in-memory cache); part of
@@ -671,7 +698,7 @@ impl Cache {
     /// ```
     pub async fn clear(&self) -> Result<(), CacheError> {
         self.inner.flights.doom_all();
-        let deleted = match &self.inner.store {
+        let deleted = match &*self.inner.store {
             AnyStore::Memory(memory) => {
                 memory.clear();
                 return Ok(());
@@ -697,7 +724,7 @@ impl Cache {
     /// # });
     /// ```
     pub async fn key_counts(&self, limit: u64) -> Result<KeyCounts, CacheError> {
-        let redis = match &self.inner.store {
+        let redis = match &*self.inner.store {
             AnyStore::Memory(memory) => {
                 return Ok(KeyCounts { namespaces: memory.key_counts(), complete: true });
             }
@@ -776,7 +803,7 @@ impl Cache {
     /// a test hook for gap detection. Does nothing without a two-level cache.
     #[doc(hidden)]
     pub fn drop_next_bus_message(&self) {
-        if let AnyStore::Tiered(tiered) = &self.inner.store {
+        if let AnyStore::Tiered(tiered) = &*self.inner.store {
             tiered.bus().drop_next_message();
         }
     }
@@ -791,7 +818,7 @@ impl Cache {
     /// ```
     #[must_use]
     pub fn status(&self) -> CacheStatus {
-        let (layers, bus) = match &self.inner.store {
+        let (layers, bus) = match &*self.inner.store {
             AnyStore::Tiered(tiered) => {
                 let mut local = tiered.l1().status();
                 local.kind = LayerKind::Local;

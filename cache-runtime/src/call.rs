@@ -20,11 +20,34 @@ pub(crate) const TAG: &str = "t:";
 /// Namespace of version counters.
 pub(crate) const VERSION: &str = "v:";
 
+/// The counter name of tag or version `name` (`kind` is [`TAG`] or
+/// [`VERSION`]): control characters become `%XX`, as in a rendered key (so no
+/// name can break a line of the bus's messages), and a name longer than a key
+/// may be is shortened like one, so a counter costs a bounded number of bytes.
 pub(crate) fn dependency_name(kind: &str, name: &str) -> String {
     let mut full = String::with_capacity(kind.len() + name.len());
     full.push_str(kind);
-    full.push_str(name);
-    full
+    if name.len() + kind.len() <= crate::key::MAX_KEY_LEN
+        && name.bytes().all(|byte| (0x20..0x7f).contains(&byte))
+    {
+        full.push_str(name); // printable ASCII, short: as is
+        return full;
+    }
+    for c in name.chars() {
+        if c.is_control() {
+            for byte in c.encode_utf8(&mut [0; 4]).bytes() {
+                full.push_str(&format!("%{byte:02X}"));
+            }
+        } else {
+            full.push(c);
+        }
+    }
+    if full.len() <= crate::key::MAX_KEY_LEN {
+        return full;
+    }
+    let mut shortened = KeyWriter::from_rendered(full.as_bytes());
+    shortened.shorten();
+    shortened.as_str().to_owned()
 }
 
 /// What `cache = <expr>` may give.
@@ -368,4 +391,19 @@ where
         }
     }
     output
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dependency_names_hold_no_line_break_and_are_bounded() {
+        assert_eq!(dependency_name(TAG, "org:7"), "t:org:7");
+        assert_eq!(dependency_name(TAG, "a\nkuser:1\r"), "t:a%0Akuser:1%0D");
+        let long = dependency_name(VERSION, &"é".repeat(10_000));
+        assert!(long.len() <= crate::key::MAX_KEY_LEN, "{}", long.len());
+        assert!(long.starts_with("v:é"));
+        assert_ne!(long, dependency_name(VERSION, &"é".repeat(10_001)));
+    }
 }

@@ -27,9 +27,8 @@ use crate::entry_info::{self, EntryMeta, deadline_after, duration_ms, unix_ms};
 use crate::learned::{self, Learned};
 use crate::single_flight::{FlightGuard, Outcome, Role, wait};
 use crate::site::Site;
-use crate::store::{
-    AnyStore, CacheError, Commit, Fill, Found, Lease, ReleaseWatch, Request, Store, Ticket, new_token,
-};
+use crate::store::fence::FencedStore;
+use crate::store::{CacheError, Commit, Fill, Found, Lease, ReleaseWatch, Request, Store, Ticket, new_token};
 use crate::value::SharedValue;
 
 /// What a body's run gives the cache: its cacheable value, and whether that
@@ -642,7 +641,7 @@ async fn claim<'s, 'r>(
 }
 
 fn unavailable<'s, 'r>(
-    store: &'s AnyStore,
+    store: &'s FencedStore,
     request: &'s Request<'r>,
     error: &CacheError,
 ) -> LeaseGuard<'s, 'r> {
@@ -722,7 +721,7 @@ fn with_learned(request: &Request<'_>, ticket: &Ticket, learned: Learned) -> (Ve
 /// not stored, or cut off while the lease was being taken), it gives the lease
 /// back at once, without waiting.
 struct LeaseGuard<'s, 'r> {
-    store: &'s AnyStore,
+    store: &'s FencedStore,
     request: &'s Request<'r>,
     token: Option<u128>,
     held: Option<(u128, Ticket)>,
@@ -730,13 +729,13 @@ struct LeaseGuard<'s, 'r> {
 
 impl<'s, 'r> LeaseGuard<'s, 'r> {
     /// No lease: the value will not be stored.
-    fn none(store: &'s AnyStore, request: &'s Request<'r>) -> Self {
+    fn none(store: &'s FencedStore, request: &'s Request<'r>) -> Self {
         Self { store, request, token: None, held: None }
     }
 
     /// Asks for the lease; `Ok(None)` when another process holds it.
     async fn take(
-        store: &'s AnyStore,
+        store: &'s FencedStore,
         request: &'s Request<'r>,
         lifetime: Duration,
     ) -> Result<Option<Self>, CacheError> {

@@ -34,6 +34,7 @@
 //! | `cache_evictions_total` | counter | |
 //! | `cache_memory_bytes` | gauge (at each store) | |
 //! | `cache_cluster_reconnects_total` | counter | |
+//! | `cache_fenced_reads_total` | counter | |
 
 pub(crate) const HITS: &str = "cache_hits_total";
 pub(crate) const MISSES: &str = "cache_misses_total";
@@ -64,5 +65,7 @@ pub(crate) const BUS_RESYNCS: &str = "cache_bus_resyncs_total";
 pub(crate) const L1_BYTES: &str = "cache_l1_bytes";
 pub(crate) const EVICTIONS: &str = "cache_evictions_total";
 pub(crate) const MEMORY_BYTES: &str = "cache_memory_bytes";
+/// A read answered by the body because an invalidation of this process covering it was pending.
+pub(crate) const FENCED_READS: &str = "cache_fenced_reads_total";
 /// A Redis Cluster connection that stopped answering was replaced.
 pub(crate) const CLUSTER_RECONNECTS: &str = "cache_cluster_reconnects_total";

@@ -294,6 +294,48 @@ pub async fn clear_empties_the_cache(cache: &Cache) {
     assert_eq!(table.reads(), 40, "filled again after the clear");
 }
 
+/// While the store refuses invalidations (after `refuse`, until `accept`), a
+/// read in the writing process that begins after a write returned gets the
+/// written value, by key and by tag; once the store took them the entries are
+/// cached again.
+pub async fn a_refused_invalidation_fences_the_writing_process(
+    cache: &Cache,
+    refuse: impl FnOnce(),
+    accept: impl FnOnce(),
+) {
+    let table = Table::default();
+    assert_eq!(profile(cache, &table, 1).await.unwrap().name, "user 1");
+    assert_eq!(tagged(cache, &table, 2, 7).await, "user 2");
+    assert_eq!(profile(cache, &table, 1).await.unwrap().name, "user 1");
+    assert_eq!(table.reads(), 2, "both entries are cached");
+    refuse();
+    rename(cache, &table, 1, "ada@example.com".into(), "Ada").await.unwrap();
+    set_name(&table, 2, "Bea");
+    let refused = cache.invalidate_tag("org:7").await;
+    for read in 0..5 {
+        assert_eq!(
+            profile(cache, &table, 1).await.unwrap().name,
+            "Ada",
+            "read {read} after the key invalidation"
+        );
+        assert_eq!(
+            tagged(cache, &table, 2, 7).await,
+            "Bea",
+            "read {read} after the tag invalidation ({refused:?})"
+        );
+    }
+    accept();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while cache.status().pending_invalidations > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the invalidations were never taken");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(profile(cache, &table, 1).await.unwrap().name, "Ada");
+    let reads = table.reads();
+    assert_eq!(profile(cache, &table, 1).await.unwrap().name, "Ada");
+    assert_eq!(table.reads(), reads, "cached again once the invalidation was taken");
+}
+
 /// `refresh` loads and stores even over a fresh entry; a `Warmer` does it on an interval.
 pub async fn refresh_and_warmers_load_ahead_of_callers(cache: &Cache) {
     let table = Arc::new(Table::default());

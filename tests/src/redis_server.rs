@@ -210,7 +210,31 @@ impl RedisServer {
         assert!(output.status.success(), "redis-cli {args:?}: {}", String::from_utf8_lossy(&output.stderr));
         String::from_utf8_lossy(&output.stdout).trim().to_owned()
     }
+
+    /// Creates ACL user `user` (password `pw`) with every permission; its URL.
+    ///
+    /// # Panics
+    /// When the server refuses.
+    #[must_use]
+    pub fn user_url(&self, user: &str) -> String {
+        self.acl(user, &["reset", "on", ">pw", "~*", "&*", "+@all"]);
+        format!("redis://{user}:pw@127.0.0.1:{}", self.port)
+    }
+
+    /// Applies ACL `rules` to `user` (`["-del", "-evalsha"]`); connections
+    /// already authenticated as `user` are bound by them at once.
+    ///
+    /// # Panics
+    /// When the server refuses.
+    pub fn acl(&self, user: &str, rules: &[&str]) {
+        let mut args = vec!["ACL", "SETUSER", user];
+        args.extend_from_slice(rules);
+        assert_eq!(self.cli(&args), "OK", "ACL SETUSER {user} {rules:?}");
+    }
 }
+
+/// ACL rules that leave a cache reading but refuse its invalidations.
+pub const REFUSE_INVALIDATIONS: &[&str] = &["-del", "-unlink", "-eval", "-evalsha", "-publish"];
 
 impl Drop for RedisServer {
     fn drop(&mut self) {

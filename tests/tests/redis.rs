@@ -541,22 +541,48 @@ async fn a_put_that_cannot_be_stored_deletes_the_entry() {
     cache_tests::linked::a_put_that_cannot_be_stored_deletes_the_entry(&cache).await;
 }
 
+/// `clear()` deletes the key shapes this cache writes under its prefix
+/// (entries, leases, wait marks, tag and version counters) and nothing else:
+/// not a neighbour cache whose prefix extends it (`test:app:v2`), nor the
+/// application's own keys under the same prefix text.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn clear_spares_other_prefixes() {
+async fn clear_deletes_only_its_own_keys() {
     let fixture = fixture!();
-    let other = Cache::builder()
+    let neighbour = Cache::builder()
         .redis(&fixture.server.url())
         .expect("valid url")
-        .prefix("test:other")
+        .prefix("test:app:v2")
         .expect("valid prefix")
         .build();
-    let table = cache_tests::linked::Table::default();
-    cache_tests::linked::profile(&fixture.cache(), &table, 1).await.unwrap();
-    cache_tests::linked::profile(&other, &table, 1).await.unwrap();
+    let db = scenarios::Db::default();
+    for cache in [fixture.cache(), neighbour.clone()] {
+        get_user(&cache, &db, 1, 7).await.unwrap();
+        touch_org(&cache, 7).await;
+        get_user(&cache, &db, 1, 7).await.unwrap();
+        scenarios::team_members(&cache, &db, 3).await;
+        bump_team(&cache, 3).await;
+    }
+    let foreign =
+        ["test:app:sessions:42", "test:app:gen", "test:app:lock", "test:app:{x}:y", "test:application"];
+    for key in foreign {
+        assert_eq!(fixture.server.cli(&["SET", key, "mine"]).trim(), "OK");
+    }
+    let before = fixture.server.cli(&["--scan", "--pattern", "test:*"]);
+    let ours_before = before.lines().filter(|key| !key.starts_with("test:app:v2:") && !foreign.contains(key));
+    assert!(ours_before.count() >= 3, "entries and counters of test:app: {before}");
+    let neighbours = |keys: &str| keys.lines().filter(|key| key.starts_with("test:app:v2:")).count();
     fixture.cache().clear().await.unwrap();
-    let keys = fixture.server.cli(&["--scan", "--pattern", "test:*"]);
-    assert!(keys.lines().all(|key| key.starts_with("test:other:")), "{keys}");
-    assert!(keys.lines().count() >= 1, "{keys}");
+    let after = fixture.server.cli(&["--scan", "--pattern", "test:*"]);
+    let mut left: Vec<&str> = after.lines().filter(|key| !key.starts_with("test:app:v2:")).collect();
+    left.sort_unstable();
+    let mut expected = foreign.to_vec();
+    expected.sort_unstable();
+    assert_eq!(left, expected, "only the foreign keys are left of test:app; before: {before}");
+    assert_eq!(neighbours(&after), neighbours(&before), "the neighbour cache keeps every key: {after}");
+    // The neighbour still hits.
+    let runs = db.reads();
+    get_user(&neighbour, &db, 1, 7).await.unwrap();
+    assert_eq!(db.reads(), runs, "the neighbour's entry survived");
 }
 
 /// A writer cancelled while Redis is paused, after its write and before its
@@ -603,4 +629,88 @@ async fn a_cancelled_put_never_leaves_the_old_value() {
         assert!(Instant::now() < deadline, "the old value is still stored after {polls} polls");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// While Redis refuses a write's invalidations (an ACL without `DEL` and
+/// scripts, as a failover or a migration would refuse them), the writing
+/// process reads the written value, not the cached one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_invalidation_fences_the_writing_process() {
+    let fixture = fixture!();
+    let cache = cache_on(&fixture.server.user_url("app"));
+    let server = &fixture.server;
+    cache_tests::linked::a_refused_invalidation_fences_the_writing_process(
+        &cache,
+        || server.acl("app", cache_tests::redis_server::REFUSE_INVALIDATIONS),
+        || server.acl("app", &["+@all"]),
+    )
+    .await;
+}
+
+/// A user refused the cache's commands: calls answer from their bodies, and
+/// the layer's status names the problem and the ACL line that fixes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_permission_is_shown_with_its_fix() {
+    let fixture = fixture!();
+    let url = fixture.server.user_url("app");
+    fixture.server.acl("app", &["-evalsha", "-eval"]);
+    let cache = cache_on(&url);
+    let db = scenarios::Db::default();
+    for _ in 0..5 {
+        assert_eq!(get_user(&cache, &db, 1, 7).await.unwrap().name, "user 1");
+    }
+    assert_eq!(db.reads(), 5, "every call ran its body");
+    let problem = cache.status().layers.iter().find_map(|layer| layer.problem.clone());
+    let problem = problem.expect("the status shows the problem");
+    assert!(
+        problem.to_lowercase().contains("no permissions") && problem.contains("ACL SETUSER"),
+        "{problem}"
+    );
+}
+
+/// The ACL line of the README's Security section is enough: loads, hits,
+/// invalidations, `clear()` and the two-level cache's bus all work under it,
+/// and nothing is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_acl_is_enough() {
+    let fixture = fixture!();
+    let line = "on >pw resetkeys ~test:app:* resetchannels &test:app:* -@all +@read +@write +@scripting \
+                +@pubsub +@connection +time +info +cluster|slots +cluster|shards +cluster|nodes";
+    fixture.server.acl("app", &line.split(' ').collect::<Vec<_>>());
+    let url = format!("redis://app:pw@127.0.0.1:{}", fixture.server.port());
+    for cache in [cache_on(&url), two_level_on(&url)] {
+        if cache.status().bus.is_some() {
+            cache_tests::linked::until_vouched(&cache).await;
+        }
+        let db = scenarios::Db::default();
+        get_user(&cache, &db, 1, 7).await.unwrap();
+        get_user(&cache, &db, 1, 7).await.unwrap();
+        assert_eq!(
+            db.reads(),
+            1,
+            "a hit: {:?}; ACL LOG {}",
+            cache.status(),
+            fixture.server.cli(&["ACL", "LOG"])
+        );
+        touch_org(&cache, 7).await;
+        delete_user_key(&cache, 1).await;
+        get_user(&cache, &db, 1, 7).await.unwrap();
+        assert_eq!(db.reads(), 2, "invalidated");
+        cache.clear().await.expect("clear");
+        cache.key_counts(1000).await.expect("key counts");
+        let status = cache.status();
+        assert!(status.layers.iter().all(|layer| layer.problem.is_none()), "{status:?}");
+        assert_eq!(status.pending_invalidations, 0);
+    }
+}
+
+fn two_level_on(url: &str) -> Cache {
+    Cache::builder()
+        .redis(url)
+        .expect("valid url")
+        .prefix("test:app")
+        .expect("valid prefix")
+        .timeout(Duration::from_millis(200))
+        .local_cache(16 << 20)
+        .build()
 }

@@ -337,3 +337,71 @@ async fn a_paused_redis_stops_the_layers_within_a_heartbeat() {
     }
     until_served(&there, &table, "Ada").await;
 }
+
+/// While Redis refuses a write's invalidations (an ACL without `DEL` and
+/// scripts, as a failover or a migration would refuse them), the writing
+/// process reads the written value, not the cached one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_invalidation_fences_the_writing_process() {
+    let fixture = fixture!();
+    let cache = two_level(&fixture.server.user_url("app"), Duration::from_secs(60));
+    let server = &fixture.server;
+    cache_tests::linked::a_refused_invalidation_fences_the_writing_process(
+        &cache,
+        || server.acl("app", cache_tests::redis_server::REFUSE_INVALIDATIONS),
+        || server.acl("app", &["+@all"]),
+    )
+    .await;
+}
+
+/// A tag's text cannot forge a line of the bus's messages: a tag holding a
+/// line break and a key drops nothing but the tag's entries in the other
+/// processes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_cannot_forge_bus_messages() {
+    let fixture = fixture!();
+    let (here, there) = fixture.two_processes().await;
+    let table = Table::default();
+    profile(&there, &table, 1).await.unwrap();
+    profile(&there, &table, 2).await.unwrap();
+    let victim = cache_tests::linked::__cached_profile(&1).key();
+    here.invalidate_tag(&format!("x\nk{}", victim.as_str())).await.unwrap();
+    // A real invalidation after it: once it has reached `there`, so has the tag's.
+    invalidate!(cache_tests::linked::profile(2), cache = &here).await.unwrap();
+    let reads = table.reads();
+    let deadline = Instant::now() + PATIENCE;
+    while table.reads() == reads {
+        assert!(Instant::now() < deadline, "the marker invalidation never arrived");
+        profile(&there, &table, 2).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let before = gets(&there).await;
+    profile(&there, &table, 1).await.unwrap();
+    assert_eq!(gets(&there).await, before, "profile(1) is still served from the local layer");
+}
+
+/// A process whose bus falls silent (Redis paused) stops serving its local
+/// layer within `local_max_silence` (100 ms by default), so a write another
+/// process makes meanwhile is not hidden by the old local entry; it serves
+/// its layer again once Redis answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_bus_stops_the_local_layer_within_its_window() {
+    let fixture = fixture!();
+    let (here, there) = fixture.two_processes().await;
+    let table = Table::default();
+    assert_eq!(profile(&there, &table, 1).await.unwrap().name, "user 1");
+    fixture.server.pause();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let vouched = there.status().bus.is_some_and(|bus| bus.vouched);
+    // A write while Redis is paused: its invalidation waits for Redis.
+    cache_tests::linked::rename(&here, &table, 1, "ada@example.com".into(), "Ada").await.unwrap();
+    let read = profile(&there, &table, 1).await.unwrap().name;
+    fixture.server.resume();
+    assert!(!vouched, "the layer still served 150 ms into the silence");
+    assert_eq!(read, "Ada", "a read after the write returned got the old value");
+    let deadline = Instant::now() + PATIENCE;
+    while !there.status().bus.is_some_and(|bus| bus.vouched) {
+        assert!(Instant::now() < deadline, "the layer never served again");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

@@ -11,8 +11,12 @@
 //! - each process publishes a heartbeat every [`HEARTBEAT`] with the sequence
 //!   number of its last message, so a lost message is found at that
 //!   publisher's next message or heartbeat, and the layer is emptied again;
-//! - a `PING` that does not answer within the cache's timeout, sent every
-//!   [`HEARTBEAT`], counts as a disconnection.
+//! - the subscriber connection is pinged every half of the cache's
+//!   `local_max_silence` (100 ms by default): when nothing has answered for
+//!   that long, the layer is not vouched for until an answer comes, so a
+//!   process whose bus falls silent (Redis paused, a partition) stops serving
+//!   its layer within `local_max_silence`; silent for longer than the cache's
+//!   timeout (and at least a [`HEARTBEAT`]), it counts as a disconnection.
 //!
 //! While it is not vouched for, reads go to Redis, which is always consistent.
 //!
@@ -42,6 +46,9 @@ use crate::observe;
 /// How often each process publishes a heartbeat and checks that its subscriber connection answers.
 pub(crate) const HEARTBEAT: Duration = Duration::from_secs(1);
 
+/// Default longest silence of the bus before the layer stops serving.
+pub(crate) const DEFAULT_MAX_SILENCE: Duration = Duration::from_millis(100);
+
 /// How long after (re)connecting the layer waits to hear from every publisher.
 const LEARNING: Duration = Duration::from_millis(1_500);
 
@@ -61,6 +68,8 @@ pub(crate) struct Bus {
     /// leave in sequence order.
     sequence: tokio::sync::Mutex<u64>,
     vouched: AtomicBool,
+    /// The longest the bus may be silent while the layer serves.
+    max_silence: Duration,
     started: std::sync::Once,
     /// The last sequence number seen of each other publisher.
     seen: Mutex<HashMap<u64, u64>>,
@@ -71,12 +80,13 @@ pub(crate) struct Bus {
 }
 
 impl Bus {
-    pub(crate) fn new(prefix: &str) -> Self {
+    pub(crate) fn new(prefix: &str, max_silence: Duration) -> Self {
         Self {
             channel: format!("{prefix}:bus"),
             publisher: fastrand::u64(..),
             sequence: tokio::sync::Mutex::new(0),
             vouched: AtomicBool::new(false),
+            max_silence: max_silence.max(Duration::from_millis(2)),
             started: std::sync::Once::new(),
             seen: Mutex::new(HashMap::new()),
             drop_next: AtomicBool::new(false),
@@ -137,6 +147,20 @@ impl Bus {
             Announcement::Heartbeat => message.extend_from_slice(b"\nh"),
         }
         (message, sequence)
+    }
+
+    /// The bus fell silent: the layer stops serving until it speaks again.
+    fn falls_silent(&self) {
+        self.vouched.store(false, Ordering::Release);
+        tracing::warn!(silence = ?self.max_silence, "cache bus silent: the local cache is not used until Redis answers");
+    }
+
+    /// The bus answers again after a silence: the layer serves again. Nothing
+    /// was missed meanwhile: the connection stayed up, and what was published
+    /// on it arrives in order, before the answer.
+    fn speaks(&self) {
+        self.vouched.store(true, Ordering::Release);
+        tracing::info!("cache bus answers again: the local cache is used again");
     }
 
     /// Drops the next message received, as if Redis lost it (for tests).
@@ -224,6 +248,43 @@ fn header(line: &[u8]) -> Option<(u64, u64)> {
     Some((u64::from_str_radix(publisher, 16).ok()?, sequence.parse().ok()?))
 }
 
+/// What a probe of the subscriber connection tells.
+#[derive(Debug, PartialEq, Eq)]
+enum Heard {
+    Answered,
+    /// Nothing answered for the longest silence allowed.
+    Silent,
+    /// Nothing answered for so long that the connection counts as lost.
+    Gone,
+    /// Nothing answered, for less than the longest silence so far.
+    Waiting,
+}
+
+/// When the subscriber connection last answered.
+struct Silence {
+    last_answer: tokio::time::Instant,
+    max_silence: Duration,
+    lost_after: Duration,
+}
+
+impl Silence {
+    fn new(max_silence: Duration, lost_after: Duration) -> Self {
+        Self { last_answer: tokio::time::Instant::now(), max_silence, lost_after }
+    }
+
+    fn heard(&mut self, answered: bool) -> Heard {
+        if answered {
+            self.last_answer = tokio::time::Instant::now();
+            return Heard::Answered;
+        }
+        match self.last_answer.elapsed() {
+            silent if silent >= self.lost_after => Heard::Gone,
+            silent if silent >= self.max_silence => Heard::Silent,
+            _ => Heard::Waiting,
+        }
+    }
+}
+
 /// The subscriber task; it ends when the cache is dropped.
 struct Subscriber {
     bus: Weak<Bus>,
@@ -248,7 +309,11 @@ impl Subscriber {
                         return;
                     }
                 }
-                Err(error) => tracing::debug!(%error, "cache bus: cannot subscribe yet"),
+                Err(error) => {
+                    let error = super::CacheError::classify(error);
+                    self.l2.note_problem(&error);
+                    tracing::debug!(%error, "cache bus: cannot subscribe yet");
+                }
             }
             attempt = attempt.wrapping_add(1);
             tokio::time::sleep(backoff).await;
@@ -277,22 +342,38 @@ impl Subscriber {
         let (mut sink, mut stream) = pubsub.split();
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut probe = tokio::time::interval(bus.max_silence / 2);
+        probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut silence = Silence::new(bus.max_silence, self.l2.timeout().max(HEARTBEAT));
+        // Whether the learning period is over, and whether the bus is silent now.
+        let (mut learned, mut quiet) = (false, false);
         let alive = loop {
             tokio::select! {
                 message = stream.next() => match message {
                     Some(message) => bus.receive(message.get_payload_bytes(), &l1).await,
                     None => break true,
                 },
-                () = tokio::time::sleep_until(learned_at), if !bus.vouched() => {
-                    bus.vouched.store(true, Ordering::Release);
+                () = tokio::time::sleep_until(learned_at), if !learned => {
+                    learned = true;
+                    if !quiet {
+                        bus.vouched.store(true, Ordering::Release);
+                    }
+                }
+                _ = probe.tick() => {
+                    let ping = tokio::time::timeout(bus.max_silence / 2, sink.ping::<redis::Value>()).await;
+                    match silence.heard(matches!(ping, Ok(Ok(_)))) {
+                        Heard::Answered if std::mem::take(&mut quiet) && learned => bus.speaks(),
+                        Heard::Silent if !quiet => {
+                            quiet = true;
+                            bus.falls_silent();
+                        }
+                        Heard::Gone => break true,
+                        Heard::Answered | Heard::Silent | Heard::Waiting => {}
+                    }
                 }
                 _ = heartbeat.tick() => {
                     if Arc::strong_count(&bus) == 1 {
                         break false; // only this task holds the bus: the cache is gone
-                    }
-                    let ping = tokio::time::timeout(self.l2.timeout(), sink.ping::<redis::Value>()).await;
-                    if !matches!(ping, Ok(Ok(_))) {
-                        break true;
                     }
                     let l1_bytes = super::Store::status(&*l1).weight_bytes.unwrap_or(0);
                     metrics::gauge!(observe::L1_BYTES).set(l1_bytes as f64);

@@ -6,15 +6,32 @@
 //! invalidation is O(1) whatever the number of entries, and nothing lists the
 //! members of a tag.
 //!
-//! The counters live in a bounded cache. A counter that is evicted comes back
-//! with a fresh number no entry has seen, so eviction can only cause misses,
-//! never a stale hit.
+//! The counters live in a cache bounded in bytes: a counter weighs its name
+//! and [`COUNTER_OVERHEAD`], and the table holds `capacity` counters of
+//! [`TYPICAL_COUNTER_BYTES`] (fewer with longer names). A counter that is
+//! evicted comes back with a fresh number no entry has seen, so eviction can
+//! only cause misses, never a stale hit.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// What a counter costs besides its name: the table's slot, the number, the allocation.
+const COUNTER_OVERHEAD: u64 = 48;
+/// What one counter of the configured capacity may weigh.
+const TYPICAL_COUNTER_BYTES: u64 = 64;
+
+/// Weighs a counter by its name.
+#[derive(Clone, Copy, Default)]
+struct CounterWeight;
+
+impl quick_cache::Weighter<String, u64> for CounterWeight {
+    fn weight(&self, name: &String, _generation: &u64) -> u64 {
+        name.len() as u64 + COUNTER_OVERHEAD
+    }
+}
+
 /// The bounded table of counters.
 pub(crate) struct Generations {
-    counters: quick_cache::sync::Cache<String, u64>,
+    counters: quick_cache::sync::Cache<String, u64, CounterWeight>,
     sequence: AtomicU64,
     /// Bumps so far: an entry found current at this epoch stays current until the next bump.
     epoch: AtomicU64,
@@ -22,8 +39,10 @@ pub(crate) struct Generations {
 
 impl Generations {
     pub(crate) fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(16);
+        let bytes = (capacity as u64).saturating_mul(TYPICAL_COUNTER_BYTES);
         Self {
-            counters: quick_cache::sync::Cache::new(capacity.max(16)),
+            counters: quick_cache::sync::Cache::with_weighter(capacity, bytes, CounterWeight),
             sequence: AtomicU64::new(1),
             epoch: AtomicU64::new(0),
         }
@@ -79,6 +98,16 @@ mod tests {
         gens.bump("org:1");
         assert!(!gens.is_current("org:1", seen));
         assert!(gens.is_current("org:2", gens.observe("org:2")));
+    }
+
+    #[test]
+    fn long_names_are_weighed_within_the_bound() {
+        let gens = Generations::new(1000);
+        for i in 0..20_000 {
+            gens.bump(&format!("{i}:{}", "x".repeat(200)));
+        }
+        assert!(gens.counters.weight() <= 1000 * TYPICAL_COUNTER_BYTES, "{}", gens.counters.weight());
+        assert!(gens.counters.len() < 1000, "{} counters of 200-byte names", gens.counters.len());
     }
 
     #[test]

@@ -331,6 +331,7 @@ impl Store for MemoryStore {
             weight_bytes: Some(self.entries.weight()),
             breaker: None,
             evictions: Some(self.evictions()),
+            problem: None,
         }
     }
 }

@@ -13,6 +13,7 @@
 //! has.
 
 pub(crate) mod bus;
+pub(crate) mod fence;
 pub(crate) mod generations;
 pub(crate) mod memory;
 pub(crate) mod redis;
@@ -137,6 +138,9 @@ pub struct LayerStatus {
     pub breaker: Option<BreakerState>,
     /// Entries evicted to stay within the bound; `None` for a remote layer.
     pub evictions: Option<u64>,
+    /// The last misconfiguration the layer met in the past minute (a
+    /// permission Redis refused, a certificate it rejected), with its fix.
+    pub problem: Option<String>,
 }
 
 /// The kind of a cache layer.
@@ -283,6 +287,11 @@ impl Store for AnyStore {
 }
 
 impl AnyStore {
+    /// Woken when the remote store answers again after an outage (`None` in memory).
+    pub(crate) fn recovered(&self) -> Option<&tokio::sync::Notify> {
+        self.redis().map(redis::RedisStore::recovered)
+    }
+
     /// The Redis store, for the Redis-only tools of [`Cache`](crate::Cache).
     pub(crate) fn redis(&self) -> Option<&redis::RedisStore> {
         match self {

@@ -37,8 +37,8 @@ pub(crate) struct TieredStore {
 }
 
 impl TieredStore {
-    pub(crate) fn new(l1: MemoryStore, l2: RedisStore, max_age: Duration) -> Self {
-        let bus = Arc::new(Bus::new(l2.prefix()));
+    pub(crate) fn new(l1: MemoryStore, l2: RedisStore, max_age: Duration, max_silence: Duration) -> Self {
+        let bus = Arc::new(Bus::new(l2.prefix(), max_silence));
         Self {
             l1: Arc::new(l1),
             l2,

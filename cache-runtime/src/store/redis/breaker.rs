@@ -6,8 +6,11 @@
 //! an outcome (its caller's future was cancelled) gives the probe back, so a
 //! cancelled probe never leaves the breaker half-open for good.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
 
 /// The state of a circuit breaker, as [`Cache::status`](crate::Cache::status) reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +32,8 @@ pub(crate) struct Breaker {
     epoch: Instant,
     threshold: u32,
     cooldown_ms: u64,
+    /// Woken when the breaker closes again (pending invalidations retry then).
+    recovered: Arc<Notify>,
 }
 
 /// Leave to talk to Redis once. Report the outcome with [`Permit::succeeded`]
@@ -39,7 +44,7 @@ pub(crate) struct Permit<'a> {
 }
 
 impl Breaker {
-    pub(crate) fn new(threshold: u32, cooldown: Duration) -> Self {
+    pub(crate) fn new(threshold: u32, cooldown: Duration, recovered: Arc<Notify>) -> Self {
         Self {
             failures: AtomicU32::new(0),
             open_until_ms: AtomicU64::new(0),
@@ -47,6 +52,7 @@ impl Breaker {
             epoch: Instant::now(),
             threshold: threshold.max(1),
             cooldown_ms: u64::try_from(cooldown.as_millis()).unwrap_or(u64::MAX),
+            recovered,
         }
     }
 
@@ -85,6 +91,7 @@ impl Breaker {
             && self.open_until_ms.swap(0, Ordering::AcqRel) != 0
         {
             tracing::info!("Redis answers again: circuit breaker closed");
+            self.recovered.notify_waiters();
         }
     }
 
@@ -132,7 +139,7 @@ mod tests {
 
     #[test]
     fn opens_after_threshold_and_half_opens_after_cooldown() {
-        let breaker = Breaker::new(3, Duration::from_millis(30));
+        let breaker = Breaker::new(3, Duration::from_millis(30), Arc::default());
         for _ in 0..3 {
             breaker.permit().expect("closed").failed();
         }
@@ -151,7 +158,7 @@ mod tests {
 
     #[test]
     fn a_dropped_probe_lets_the_next_call_probe() {
-        let breaker = Breaker::new(1, Duration::from_millis(1));
+        let breaker = Breaker::new(1, Duration::from_millis(1), Arc::default());
         breaker.permit().expect("closed").failed();
         std::thread::sleep(Duration::from_millis(5));
         let probe = breaker.permit().expect("half-open");
@@ -163,7 +170,7 @@ mod tests {
 
     #[test]
     fn huge_cooldowns_do_not_overflow() {
-        let breaker = Breaker::new(1, Duration::MAX);
+        let breaker = Breaker::new(1, Duration::MAX, Arc::default());
         breaker.permit().expect("closed").failed();
         assert!(breaker.permit().is_none());
         assert_eq!(breaker.state(), BreakerState::Open);

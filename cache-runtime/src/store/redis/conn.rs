@@ -39,6 +39,7 @@ use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
+use tokio::sync::Notify;
 
 use super::breaker::{Breaker, BreakerState};
 use super::direct::Direct;
@@ -128,7 +129,7 @@ impl Target {
 
     /// A lazy connection, bounded by the timeout (one attempt: the breaker and
     /// the next call decide what happens after a failure).
-    pub(crate) fn connect(&self, settings: &RedisSettings) -> RedisResult<Conn> {
+    pub(crate) fn connect(&self, settings: &RedisSettings, recovered: &Arc<Notify>) -> RedisResult<Conn> {
         let timeout = settings.timeout;
         match self {
             Self::Single(client) => {
@@ -141,7 +142,13 @@ impl Target {
             Self::Cluster(cluster) => {
                 let connection = cluster.connect(timeout)?;
                 let breakers = (0..16_384 / SLOTS_PER_BREAKER)
-                    .map(|_| Breaker::new(settings.breaker_threshold, settings.breaker_cooldown))
+                    .map(|_| {
+                        Breaker::new(
+                            settings.breaker_threshold,
+                            settings.breaker_cooldown,
+                            Arc::clone(recovered),
+                        )
+                    })
                     .collect();
                 // Reads from replicas go through the client, which routes them there.
                 let direct = (!cluster.read_from_replicas)

@@ -11,6 +11,7 @@ use redis::RedisError;
 /// | --- | --- | --- |
 /// | [`BreakerOpen`](Self::BreakerOpen) | — | Redis was not asked |
 /// | [`Timeout`](Self::Timeout), [`Connection`](Self::Connection), [`Busy`](Self::Busy), [`ReadOnly`](Self::ReadOnly), [`Moved`](Self::Moved) | counts as a failure | the body runs; invalidations are retried |
+/// | [`NoPermission`](Self::NoPermission) | counts as a failure | a misconfiguration: logged at WARN with the fix (once a minute), shown in [`LayerStatus::problem`](crate::LayerStatus::problem); the body runs, and the breaker opens so calls stop asking until its cooldown |
 /// | [`OutOfMemory`](Self::OutOfMemory) | Redis is up | nothing is stored; invalidations fall back to deletes, which Redis accepts when full |
 /// | [`WrongType`](Self::WrongType) | Redis is up | a miss; the next store overwrites the key |
 /// | [`Server`](Self::Server) | Redis is up | logged; the body runs |
@@ -30,6 +31,9 @@ pub enum CacheError {
     ReadOnly(RedisError),
     /// The key lives on another node (a cluster answer on a standalone client).
     Moved(RedisError),
+    /// The cache's Redis user may not run the command, touch the key or use
+    /// the channel (`NOPERM`), or could not authenticate (`NOAUTH`, `WRONGPASS`).
+    NoPermission(RedisError),
     /// Redis is at `maxmemory` and refuses writes (`noeviction`).
     OutOfMemory(RedisError),
     /// The key holds a value of another Redis type.
@@ -59,6 +63,7 @@ impl CacheError {
         };
         match code.as_str() {
             "OOM" => Self::OutOfMemory(error),
+            "NOPERM" | "NOAUTH" | "WRONGPASS" => Self::NoPermission(error),
             "WRONGTYPE" => Self::WrongType(error),
             "READONLY" => Self::ReadOnly(error),
             "MOVED" | "ASK" | "CROSSSLOT" => Self::Moved(error),
@@ -73,8 +78,26 @@ impl CacheError {
     pub(crate) fn is_outage(&self) -> bool {
         matches!(
             self,
-            Self::Timeout | Self::Connection(_) | Self::Busy(_) | Self::ReadOnly(_) | Self::Moved(_)
+            Self::Timeout
+                | Self::Connection(_)
+                | Self::Busy(_)
+                | Self::ReadOnly(_)
+                | Self::Moved(_)
+                | Self::NoPermission(_)
         )
+    }
+
+    /// What to change when this error means the cache is misconfigured.
+    pub(crate) fn fix(&self) -> Option<&'static str> {
+        match self {
+            Self::NoPermission(_) => Some(
+                "give the cache's Redis user its commands, keys and channels, for prefix P: \
+                 ACL SETUSER <user> on ><password> resetkeys ~P:* resetchannels &P:* \
+                 -@all +@read +@write +@scripting +@pubsub +@connection +time +info +cluster|slots \
+                 +cluster|shards +cluster|nodes (the README's Security section)",
+            ),
+            _ => None,
+        }
     }
 
     /// A short name of the class, for metrics labels.
@@ -87,6 +110,7 @@ impl CacheError {
             Self::Busy(_) => "busy",
             Self::ReadOnly(_) => "read_only",
             Self::Moved(_) => "moved",
+            Self::NoPermission(_) => "no_permission",
             Self::OutOfMemory(_) => "out_of_memory",
             Self::WrongType(_) => "wrong_type",
             Self::Server(_) => "server",
@@ -104,6 +128,7 @@ impl fmt::Display for CacheError {
             Self::Busy(error) => write!(f, "Redis is busy or loading: {error}"),
             Self::ReadOnly(error) => write!(f, "Redis is a read-only replica: {error}"),
             Self::Moved(error) => write!(f, "Redis redirects to another node: {error}"),
+            Self::NoPermission(error) => write!(f, "Redis refused the cache's user: {error}"),
             Self::OutOfMemory(error) => write!(f, "Redis is out of memory: {error}"),
             Self::WrongType(error) => write!(f, "the Redis key holds another type: {error}"),
             Self::Server(error) => write!(f, "Redis answered with an error: {error}"),
@@ -133,6 +158,8 @@ mod tests {
             ("LOADING Redis is loading the dataset in memory", "busy"),
             ("BUSY Redis is busy running a script.", "busy"),
             ("MOVED 3999 127.0.0.1:6381", "moved"),
+            ("NOPERM User app has no permissions to run the 'evalsha' command", "no_permission"),
+            ("WRONGPASS invalid username-password pair or user is disabled.", "no_permission"),
             ("ERR unknown command", "server"),
         ];
         for (text, class) in cases {
@@ -142,5 +169,7 @@ mod tests {
         assert!(CacheError::classify(answer("LOADING x")).is_outage());
         assert!(!CacheError::classify(answer("OOM x")).is_outage());
         assert!(!CacheError::classify(answer("WRONGTYPE x")).is_outage());
+        let refused = CacheError::classify(answer("NOPERM x"));
+        assert!(refused.is_outage() && refused.fix().is_some_and(|fix| fix.contains("ACL SETUSER")));
     }
 }

@@ -1,12 +1,8 @@
 //! The Redis store.
 //!
 //! # Keys
-//! With prefix `P` and a rendered key `K`:
-//! - `P:{K}` holds the encoded entry (an [`Envelope`] and the value);
-//! - `P:{K}:lease` is the load lease of that entry (same hash slot, thanks to `{K}`);
-//! - `P:{K}:wait` marks a lease another process waits for: its release is
-//!   published on the channel `P:wake` (see `wake`);
-//! - `P:gen:t:<tag>` and `P:gen:v:<version>` are generation counters.
+//! Entries, their leases and the tag and version counters, all under the
+//! cache's prefix in shapes only this cache writes: see [`keys`].
 //!
 //! # Guarantees
 //! - A hit is one round trip: a plain `GET` when the function has no tags or
@@ -28,6 +24,8 @@ mod breaker;
 mod conn;
 mod direct;
 mod error;
+mod keys;
+mod problem;
 mod scripts;
 mod wake;
 
@@ -40,6 +38,7 @@ use breaker::{Breaker, Permit};
 use conn::Conn;
 pub(crate) use conn::{ClusterTarget, Target};
 pub use error::CacheError;
+use problem::Problem;
 use redis::{RedisResult, Value};
 use scripts::Scripts;
 pub(crate) use wake::ReleaseWatch;
@@ -84,18 +83,6 @@ impl Default for RedisSettings {
     }
 }
 
-/// `text` with the characters special to `SCAN MATCH` escaped.
-fn glob_escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            escaped.push('\\');
-        }
-        escaped.push(c);
-    }
-    escaped
-}
-
 /// How a load takes an entry's lease.
 #[derive(Clone, Copy)]
 enum Take {
@@ -116,6 +103,10 @@ struct Shared {
     connection: OnceLock<Conn>,
     settings: RedisSettings,
     breaker: Breaker,
+    /// Woken when a breaker of the store closes again.
+    recovered: Arc<tokio::sync::Notify>,
+    /// The last misconfiguration Redis answered with.
+    problem: Problem,
     scripts: Scripts,
     undecodable_warnings: AtomicU64,
     /// Wake-ups of waiters for another process's lease (`None`: they poll).
@@ -134,7 +125,7 @@ impl RedisStore {
         how: Take,
     ) -> Result<Ticket, CacheError> {
         let entry_key = self.entry_key(request.key.as_bytes());
-        let lease_key = Self::lease_key(&entry_key);
+        let lease_key = keys::lease_key(&entry_key);
         let settings = &self.shared.settings;
         let counter_ms = expire_ms(lifetime.saturating_add(settings.lease));
         let mut pipe = redis::pipe();
@@ -144,7 +135,7 @@ impl RedisStore {
                 .arg(self.shared.scripts.acquire.get_hash())
                 .arg(2)
                 .arg(&lease_key)
-                .arg(Self::wait_key(&entry_key)),
+                .arg(keys::wait_key(&entry_key)),
             // A plain write: whoever held the lease loses it, and with it its commit.
             Take::Over => pipe.cmd("SET").arg(&lease_key),
         };
@@ -170,7 +161,9 @@ impl RedisStore {
         Ok(Ticket::new(lease, generations))
     }
     pub(crate) fn new(target: Target, settings: RedisSettings) -> Self {
-        let breaker = Breaker::new(settings.breaker_threshold, settings.breaker_cooldown);
+        let recovered = Arc::new(tokio::sync::Notify::new());
+        let breaker =
+            Breaker::new(settings.breaker_threshold, settings.breaker_cooldown, Arc::clone(&recovered));
         let wake_channel = format!("{}:wake", settings.prefix);
         let wakeups = settings
             .lease_notifications
@@ -181,6 +174,8 @@ impl RedisStore {
                 connection: OnceLock::new(),
                 settings,
                 breaker,
+                recovered,
+                problem: Problem::default(),
                 scripts: Scripts::new(),
                 undecodable_warnings: AtomicU64::new(0),
                 wakeups,
@@ -189,11 +184,22 @@ impl RedisStore {
         }
     }
 
+    /// Remembers an error met outside the store's calls (the bus's
+    /// subscription), and says it loudly if it means a misconfiguration.
+    pub(crate) fn note_problem(&self, error: &CacheError) {
+        self.shared.problem.note(error);
+    }
+
+    /// Woken when a breaker of the store closes again: Redis answers after an outage.
+    pub(crate) fn recovered(&self) -> &tokio::sync::Notify {
+        &self.shared.recovered
+    }
+
     fn connection(&self) -> RedisResult<Conn> {
         if let Some(connection) = self.shared.connection.get() {
             return Ok(connection.clone());
         }
-        let connection = self.shared.target.connect(&self.shared.settings)?;
+        let connection = self.shared.target.connect(&self.shared.settings, &self.shared.recovered)?;
         Ok(self.shared.connection.get_or_init(|| connection).clone())
     }
 
@@ -223,6 +229,7 @@ impl RedisStore {
             }
             Err(error) => {
                 let error = CacheError::classify(error);
+                self.shared.problem.note(&error);
                 if error.is_outage() && judged {
                     permit.failed()
                 } else {
@@ -256,32 +263,11 @@ impl RedisStore {
     }
 
     pub(crate) fn entry_key(&self, key: &[u8]) -> Vec<u8> {
-        let prefix = self.shared.settings.prefix.as_bytes();
-        let mut full = Vec::with_capacity(prefix.len() + key.len() + 3);
-        full.extend_from_slice(prefix);
-        full.extend_from_slice(b":{");
-        full.extend_from_slice(key);
-        full.push(b'}');
-        full
-    }
-
-    fn lease_key(entry_key: &[u8]) -> Vec<u8> {
-        let mut lease = Vec::with_capacity(entry_key.len() + 6);
-        lease.extend_from_slice(entry_key);
-        lease.extend_from_slice(b":lease");
-        lease
-    }
-
-    /// The mark of an entry whose lease another process waits for.
-    fn wait_key(entry_key: &[u8]) -> Vec<u8> {
-        let mut wait = Vec::with_capacity(entry_key.len() + 5);
-        wait.extend_from_slice(entry_key);
-        wait.extend_from_slice(b":wait");
-        wait
+        keys::entry_key(&self.shared.settings.prefix, key)
     }
 
     fn counter_key(&self, dependency: &str) -> String {
-        format!("{}:gen:{dependency}", self.shared.settings.prefix)
+        keys::counter_key(&self.shared.settings.prefix, dependency)
     }
 
     /// The entry's bytes and the current values of `counters`, in one round trip.
@@ -360,20 +346,23 @@ impl RedisStore {
         tracing::debug!(function = request.site.function(), %error, "cache unavailable: running the function body");
     }
 
-    /// Deletes every key of this cache's prefix (entries, leases, counters),
+    /// Deletes the keys this cache wrote (entries, leases, wait marks,
+    /// counters: the shapes of [`keys`], nothing else under its prefix),
     /// `SCAN` batch by `UNLINK` batch, on every master of a cluster; returns
     /// how many were deleted.
     pub(crate) async fn clear(&self) -> Result<u64, CacheError> {
-        let pattern = format!("{}:*", glob_escape(&self.shared.settings.prefix));
+        let prefix = &self.shared.settings.prefix;
+        let pattern = keys::scan_pattern(prefix);
         let mut deleted = 0;
         for node in &self.masters().await? {
             let mut cursor = 0_u64;
             loop {
-                let (next, keys) = self.scan_page(node.as_ref(), cursor, &pattern).await?;
-                if !keys.is_empty() {
+                let (next, mut found) = self.scan_page(node.as_ref(), cursor, &pattern).await?;
+                found.retain(|key| keys::own_key(prefix, key).is_some());
+                if !found.is_empty() {
                     // On a cluster the client splits it by slot.
                     let mut unlink = redis::cmd("UNLINK");
-                    unlink.arg(keys);
+                    unlink.arg(found);
                     deleted += self.raw::<u64>(unlink).await?;
                 }
                 if next == 0 {
@@ -409,22 +398,19 @@ impl RedisStore {
         &self,
         limit: u64,
     ) -> Result<(std::collections::BTreeMap<String, u64>, u64, bool), CacheError> {
-        let prefix = format!("{}:{{", self.shared.settings.prefix);
-        let pattern = format!("{}*", glob_escape(&prefix));
+        let prefix = &self.shared.settings.prefix;
+        let pattern = keys::scan_pattern(prefix);
         let mut counts = std::collections::BTreeMap::new();
         let mut scanned = 0_u64;
         for node in &self.masters().await? {
             let mut cursor = 0_u64;
             loop {
-                let (next, keys) = self.scan_page(node.as_ref(), cursor, &pattern).await?;
-                for key in keys {
+                let (next, found) = self.scan_page(node.as_ref(), cursor, &pattern).await?;
+                for key in found {
                     scanned += 1;
-                    let Some(inner) =
-                        key.strip_prefix(prefix.as_bytes()).and_then(|rest| rest.strip_suffix(b"}"))
-                    else {
-                        continue; // a lease
-                    };
-                    *counts.entry(super::memory::namespace(inner).to_owned()).or_insert(0) += 1;
+                    if let Some(keys::OwnKey::Entry(inner)) = keys::own_key(prefix, &key) {
+                        *counts.entry(super::memory::namespace(inner).to_owned()).or_insert(0) += 1;
+                    }
                 }
                 if next == 0 {
                     break;
@@ -484,7 +470,7 @@ impl RedisStore {
         let counters: Vec<String> = targets.dependencies.iter().map(|name| self.counter_key(name)).collect();
         let mut pipe = redis::pipe();
         for entry_key in &entry_keys {
-            pipe.cmd("DEL").arg(entry_key).arg(Self::lease_key(entry_key)).ignore();
+            pipe.cmd("DEL").arg(entry_key).arg(keys::lease_key(entry_key)).ignore();
         }
         for counter in &counters {
             pipe.cmd("EVALSHA").arg(self.shared.scripts.bump.get_hash()).arg(1).arg(counter).ignore();
@@ -499,7 +485,7 @@ impl RedisStore {
                 tracing::warn!("Redis is out of memory: invalidating by deleting the counters");
                 let mut pipe = redis::pipe();
                 for entry_key in &entry_keys {
-                    pipe.cmd("DEL").arg(entry_key).arg(Self::lease_key(entry_key)).ignore();
+                    pipe.cmd("DEL").arg(entry_key).arg(keys::lease_key(entry_key)).ignore();
                 }
                 for counter in &counters {
                     pipe.cmd("DEL").arg(counter).ignore();
@@ -658,8 +644,8 @@ impl Store for RedisStore {
             .arg(self.shared.scripts.store.get_hash())
             .arg(3)
             .arg(&entry_key)
-            .arg(Self::lease_key(&entry_key))
-            .arg(Self::wait_key(&entry_key))
+            .arg(keys::lease_key(&entry_key))
+            .arg(keys::wait_key(&entry_key))
             .arg(token_text(token))
             .arg(bytes)
             .arg(expire_ms(fill.lifetime.saturating_add(fill.keep)))
@@ -680,7 +666,7 @@ impl Store for RedisStore {
         token: u128,
         ticket: &Ticket,
     ) -> Result<bool, CacheError> {
-        let lease_key = Self::lease_key(&self.entry_key(request.key.as_bytes()));
+        let lease_key = keys::lease_key(&self.entry_key(request.key.as_bytes()));
         let counters: Vec<String> = request.dependencies.iter().map(|name| self.counter_key(name)).collect();
         let (lease, now) = self.read(&lease_key, &counters).await?;
         let held = lease.is_some_and(|holder| holder == token_text(token).as_bytes());
@@ -716,8 +702,8 @@ impl Store for RedisStore {
             pipe.cmd("EVALSHA")
                 .arg(store.shared.scripts.release.get_hash())
                 .arg(2)
-                .arg(Self::lease_key(&entry_key))
-                .arg(Self::wait_key(&entry_key))
+                .arg(keys::lease_key(&entry_key))
+                .arg(keys::wait_key(&entry_key))
                 .arg(token_text(token))
                 .arg(&store.shared.wake_channel)
                 .arg(&entry_key)
@@ -753,6 +739,7 @@ impl Store for RedisStore {
                     .unwrap_or_else(|| self.shared.breaker.state()),
             ),
             evictions: None,
+            problem: self.shared.problem.current(),
         }
     }
 }
@@ -760,19 +747,6 @@ impl Store for RedisStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keys_share_the_entry_hash_slot() {
-        let store = RedisStore::new(
-            Target::Single(redis::Client::open("redis://127.0.0.1:1").expect("valid url")),
-            RedisSettings { prefix: "app:prod".into(), ..RedisSettings::default() },
-        );
-        let entry = store.entry_key(b"user:42");
-        assert_eq!(entry, b"app:prod:{user:42}");
-        assert_eq!(RedisStore::lease_key(&entry), b"app:prod:{user:42}:lease");
-        assert_eq!(RedisStore::wait_key(&entry), b"app:prod:{user:42}:wait");
-        assert_eq!(store.counter_key("t:org:7"), "app:prod:gen:t:org:7");
-    }
 
     #[test]
     fn expiries_are_clamped_to_what_redis_accepts() {
