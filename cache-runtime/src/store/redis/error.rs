@@ -10,7 +10,7 @@ use redis::RedisError;
 /// | class | breaker | what happens |
 /// | --- | --- | --- |
 /// | [`BreakerOpen`](Self::BreakerOpen) | — | Redis was not asked |
-/// | [`Timeout`](Self::Timeout), [`Connection`](Self::Connection), [`Busy`](Self::Busy), [`ReadOnly`](Self::ReadOnly), [`Moved`](Self::Moved) | counts as a failure | the body runs; invalidations are retried |
+/// | [`Timeout`](Self::Timeout), [`Connection`](Self::Connection), [`Tls`](Self::Tls), [`Busy`](Self::Busy), [`ReadOnly`](Self::ReadOnly), [`Moved`](Self::Moved) | counts as a failure | the body runs; invalidations are retried; `Tls` is logged as a warning |
 /// | [`OutOfMemory`](Self::OutOfMemory) | Redis is up | nothing is stored; invalidations fall back to deletes, which Redis accepts when full |
 /// | [`WrongType`](Self::WrongType) | Redis is up | a miss; the next store overwrites the key |
 /// | [`Server`](Self::Server) | Redis is up | logged; the body runs |
@@ -24,6 +24,9 @@ pub enum CacheError {
     Timeout,
     /// The connection failed or could not be made.
     Connection(RedisError),
+    /// The TLS handshake failed: a certificate was refused (the server's, for
+    /// its CA or host name, or the client's), or the server does not speak TLS.
+    Tls(RedisError),
     /// Redis is loading its data set, busy with a script, or asks to try again.
     Busy(RedisError),
     /// A write reached a read-only replica (after a failover, say).
@@ -55,6 +58,9 @@ impl CacheError {
             .into_server_errors()
             .and_then(|errors| errors.first().map(|(_, e)| e.code().to_owned()));
         let Some(code) = code else {
+            if super::tls::fix_for(&error).is_some() {
+                return Self::Tls(error);
+            }
             return Self::Connection(error);
         };
         match code.as_str() {
@@ -73,7 +79,12 @@ impl CacheError {
     pub(crate) fn is_outage(&self) -> bool {
         matches!(
             self,
-            Self::Timeout | Self::Connection(_) | Self::Busy(_) | Self::ReadOnly(_) | Self::Moved(_)
+            Self::Timeout
+                | Self::Connection(_)
+                | Self::Tls(_)
+                | Self::Busy(_)
+                | Self::ReadOnly(_)
+                | Self::Moved(_)
         )
     }
 
@@ -84,6 +95,7 @@ impl CacheError {
             Self::BreakerOpen => "breaker_open",
             Self::Timeout => "timeout",
             Self::Connection(_) => "connection",
+            Self::Tls(_) => "tls",
             Self::Busy(_) => "busy",
             Self::ReadOnly(_) => "read_only",
             Self::Moved(_) => "moved",
@@ -101,6 +113,10 @@ impl fmt::Display for CacheError {
             Self::BreakerOpen => f.write_str("Redis skipped: circuit breaker open"),
             Self::Timeout => f.write_str("Redis did not answer in time"),
             Self::Connection(error) => write!(f, "Redis connection failed: {error}"),
+            Self::Tls(error) => match super::tls::fix_for(error) {
+                Some(fix) => write!(f, "TLS to Redis failed: {error}; {fix}"),
+                None => write!(f, "TLS to Redis failed: {error}"),
+            },
             Self::Busy(error) => write!(f, "Redis is busy or loading: {error}"),
             Self::ReadOnly(error) => write!(f, "Redis is a read-only replica: {error}"),
             Self::Moved(error) => write!(f, "Redis redirects to another node: {error}"),

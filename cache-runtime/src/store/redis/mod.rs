@@ -29,6 +29,7 @@ mod conn;
 mod direct;
 mod error;
 mod scripts;
+mod tls;
 mod wake;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,10 +39,11 @@ use std::time::Duration;
 pub use breaker::BreakerState;
 use breaker::{Breaker, Permit};
 use conn::Conn;
-pub(crate) use conn::{ClusterTarget, Target};
+pub(crate) use conn::{Endpoint, Target};
 pub use error::CacheError;
 use redis::{RedisResult, Value};
 use scripts::Scripts;
+pub(crate) use tls::TlsOptions;
 pub(crate) use wake::ReleaseWatch;
 use wake::Wakeups;
 
@@ -51,6 +53,9 @@ use super::{
 use crate::codec::Envelope;
 use crate::entry_info::{EntryMeta, duration_ms, unix_ms};
 use crate::key::KeyWriter;
+
+/// Least time between two warnings of a failed TLS handshake.
+const TLS_WARNING_EVERY_MS: u64 = 60_000;
 
 /// Longest expiry sent to Redis (about 100 years): larger values are refused.
 const MAX_EXPIRE_MS: u64 = 100 * 365 * 24 * 3600 * 1000;
@@ -118,6 +123,8 @@ struct Shared {
     breaker: Breaker,
     scripts: Scripts,
     undecodable_warnings: AtomicU64,
+    /// When a failed TLS handshake was last logged (Unix milliseconds; 0: never).
+    tls_warned_ms: AtomicU64,
     /// Wake-ups of waiters for another process's lease (`None`: they poll).
     wakeups: Option<Arc<Wakeups>>,
     /// The channel lease releases are published on.
@@ -183,6 +190,7 @@ impl RedisStore {
                 breaker,
                 scripts: Scripts::new(),
                 undecodable_warnings: AtomicU64::new(0),
+                tls_warned_ms: AtomicU64::new(0),
                 wakeups,
                 wake_channel,
             }),
@@ -223,6 +231,9 @@ impl RedisStore {
             }
             Err(error) => {
                 let error = CacheError::classify(error);
+                if let CacheError::Tls(_) = error {
+                    self.warn_tls(&error);
+                }
                 if error.is_outage() && judged {
                     permit.failed()
                 } else {
@@ -352,6 +363,23 @@ impl RedisStore {
         // otherwise log every read.
         if self.shared.undecodable_warnings.fetch_add(1, Ordering::Relaxed).is_multiple_of(1000) {
             tracing::warn!(function = request.site.function(), key = %request.key, %error, "undecodable entry treated as a miss");
+        }
+    }
+
+    /// Logs a failed TLS handshake as a warning, at most once a minute: a
+    /// misconfiguration that fails every call, where other outages pass.
+    #[cold]
+    fn warn_tls(&self, error: &CacheError) {
+        let now = unix_ms();
+        let last = self.shared.tls_warned_ms.load(Ordering::Relaxed);
+        if (last == 0 || now.saturating_sub(last) >= TLS_WARNING_EVERY_MS)
+            && self
+                .shared
+                .tls_warned_ms
+                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(%error, "cache unavailable: the function bodies run until TLS to Redis succeeds");
         }
     }
 
