@@ -1,6 +1,7 @@
 //! Certificates for TLS tests, made with the `openssl` command line tool in a
 //! temporary directory of their own (removed on drop): a CA, a server
-//! certificate it signs for `localhost` and 127.0.0.1, one for another host
+//! certificate it signs for `localhost` and 127.0.0.1 (a client certificate
+//! too, as cluster nodes present it to each other), one for another host
 //! name, a client certificate it signs, and a second, unrelated CA. Keys are
 //! ECDSA P-256, valid two days.
 
@@ -72,7 +73,7 @@ impl TestCertificates {
         certificates.signed(
             "server",
             "localhost",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n",
         );
         certificates.signed(
             "elsewhere",

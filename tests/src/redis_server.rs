@@ -109,7 +109,16 @@ impl RedisServer {
     /// As [`RedisServer::start`].
     #[must_use]
     pub fn start_tls(tls: ServerTls) -> Self {
-        Self::start_inner(free_port(), &[], Some(tls))
+        Self::start_tls_with_args(tls, &[])
+    }
+
+    /// Starts a TLS server, as [`RedisServer::start_tls`], with extra `redis-server` arguments.
+    ///
+    /// # Panics
+    /// As [`RedisServer::start`].
+    #[must_use]
+    pub fn start_tls_with_args(tls: ServerTls, args: &[&str]) -> Self {
+        Self::start_inner(free_port(), args, Some(tls))
     }
 
     fn start_inner(port: u16, args: &[&str], tls: Option<ServerTls>) -> Self {
@@ -323,6 +332,20 @@ impl RedisCluster {
     /// As [`RedisCluster::start`].
     #[must_use]
     pub fn start_with(replicas: usize, node_timeout_ms: u64) -> Self {
+        Self::start_nodes(replicas, node_timeout_ms, None)
+    }
+
+    /// Starts three masters that speak TLS only, to clients and to each
+    /// other, as `tls` says; [`RedisCluster::urls`] are then `rediss://` URLs.
+    ///
+    /// # Panics
+    /// As [`RedisCluster::start`].
+    #[must_use]
+    pub fn start_tls(tls: &ServerTls) -> Self {
+        Self::start_nodes(0, 2000, Some(tls))
+    }
+
+    fn start_nodes(replicas: usize, node_timeout_ms: u64, tls: Option<&ServerTls>) -> Self {
         let timeout = node_timeout_ms.to_string();
         let args = [
             "--cluster-enabled",
@@ -333,9 +356,18 @@ impl RedisCluster {
             &timeout,
             "--cluster-replica-validity-factor",
             "0",
+            "--tls-cluster",
+            if tls.is_some() { "yes" } else { "no" },
+            "--tls-replication",
+            if tls.is_some() { "yes" } else { "no" },
         ];
         let count = 3 * (1 + replicas);
-        let nodes: Vec<RedisServer> = (0..count).map(|_| RedisServer::start_with_args(&args)).collect();
+        let nodes: Vec<RedisServer> = (0..count)
+            .map(|_| match tls {
+                Some(tls) => RedisServer::start_tls_with_args(tls.clone(), &args),
+                None => RedisServer::start_with_args(&args),
+            })
+            .collect();
         let addresses: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port())).collect();
         let replicas = replicas.to_string();
         let mut create = vec!["--cluster", "create"];

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use cache_runtime::{Cache, CacheBuilder, cached};
 use cache_tests::certs::{TestCertificates, require_tls_tools};
-use cache_tests::redis_server::RedisServer;
+use cache_tests::redis_server::{RedisCluster, RedisServer};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Level, Metadata, Subscriber};
@@ -165,6 +165,34 @@ async fn ping_error(cache: &Cache) -> cache_runtime::CacheError {
         .await
         .expect("a Redis cache")
         .expect_err("no connection")
+}
+
+#[tokio::test]
+async fn a_cluster_over_tls_serves_hits_from_every_master() {
+    if !require_tls_tools() {
+        return;
+    }
+    let certificates = TestCertificates::generate();
+    let cluster = RedisCluster::start_tls(&certificates.server_tls(true));
+    let cache = builder()
+        .redis_cluster(&cluster.urls())
+        .unwrap()
+        .tls_root_ca(&certificates.pem("ca.crt"))
+        .unwrap()
+        .tls_client_cert(&certificates.pem("client.crt"), &certificates.pem("client.key"))
+        .unwrap()
+        .build();
+    let runs = AtomicUsize::new(0);
+    // Keys on every master; the second round reads them straight from their
+    // masters, over connections of their own.
+    for _ in 0..2 {
+        for id in 0..30 {
+            assert_eq!(greeting(&cache, &runs, id).await, format!("hello {id}"));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 30, "the second round is all hits");
+    assert!(!cache.status().degraded());
 }
 
 #[test]
