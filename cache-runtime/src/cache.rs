@@ -12,7 +12,7 @@ use crate::single_flight::SingleFlight;
 use crate::site::Site;
 use crate::store::fence::FencedStore;
 use crate::store::memory::MemoryStore;
-use crate::store::redis::{ClusterTarget, RedisSettings, RedisStore, Target};
+use crate::store::redis::{Endpoint, RedisSettings, RedisStore, Target, TlsOptions};
 use crate::store::tiered::TieredStore;
 use crate::store::{AnyStore, CacheError, LayerKind, LayerStatus, Store, Targets};
 
@@ -179,7 +179,9 @@ pub struct CacheBuilder {
     max_bytes: u64,
     estimated_entries: usize,
     generation_capacity: usize,
-    redis: Option<Target>,
+    /// Where Redis is, as given, and its target made with `tls`.
+    redis: Option<(Endpoint, Target)>,
+    tls: TlsOptions,
     settings: RedisSettings,
     read_from_replicas: bool,
     invalidation_attempts: u32,
@@ -201,6 +203,7 @@ impl Default for CacheBuilder {
             estimated_entries: 100_000,
             generation_capacity: 1_000_000,
             redis: None,
+            tls: TlsOptions::default(),
             settings: RedisSettings::default(),
             read_from_replicas: false,
             invalidation_attempts: 16,
@@ -240,23 +243,26 @@ impl CacheBuilder {
     /// or `rediss://` for TLS (with the `tls` feature). The connection is made on
     /// first use and remade after failures; Redis need not be up yet.
     ///
+    /// With TLS the server's certificate must be signed by a CA of the webpki
+    /// roots (those a browser trusts), or by one given to
+    /// [`CacheBuilder::tls_root_ca`]; [`CacheBuilder::tls_client_cert`]
+    /// presents a client certificate. rustls's crypto is `ring`: when the
+    /// cache is built it becomes the process's default rustls provider, unless
+    /// the application installed one before. A certificate refused at the
+    /// handshake makes the cache unavailable (the function bodies run), with a
+    /// warning saying what to change.
+    ///
     /// # Errors
-    /// A URL that cannot be parsed, or TLS without the `tls` feature.
-    pub fn redis(mut self, url: &str) -> Result<Self, ConfigError> {
-        if url.starts_with("rediss://") && !cfg!(feature = "tls") {
-            return Err(ConfigError(format!(
-                "{url:?} asks for TLS: enable the `tls` feature of cache-runtime"
-            )));
-        }
-        let client = redis::Client::open(url)
-            .map_err(|error| ConfigError(format!("invalid Redis URL {url:?}: {error}")))?;
-        self.redis = Some(Target::Single(client));
-        Ok(self)
+    /// A URL that cannot be parsed, TLS without the `tls` feature, or a
+    /// `redis://` URL after certificates were given.
+    pub fn redis(self, url: &str) -> Result<Self, ConfigError> {
+        self.connect_to(Endpoint::Single(url.to_owned()))
     }
 
     /// Stores entries in a Redis Cluster reached through `seeds`, URLs as for
     /// [`CacheBuilder::redis`] (`redis://[user:password@]host:port`, or
-    /// `rediss://` with the `tls` feature), all with the same credentials. Any
+    /// `rediss://` with the `tls` feature, its certificates and provider as
+    /// there), all with the same credentials. Any
     /// node will do; give several (masters and replicas), since a two-level
     /// cache's subscriber connects to them in turn. Replaces
     /// [`CacheBuilder::redis`]; the other settings apply alike.
@@ -273,7 +279,8 @@ impl CacheBuilder {
     ///
     /// # Errors
     /// No seed, a URL that cannot be parsed, seeds with different credentials,
-    /// or TLS without the `tls` feature.
+    /// TLS without the `tls` feature, or `redis://` seeds after certificates
+    /// were given.
     ///
     /// ```
     /// # fn main() -> Result<(), cache_runtime::ConfigError> {
@@ -283,18 +290,70 @@ impl CacheBuilder {
     ///     .build();
     /// # Ok(()) }
     /// ```
-    pub fn redis_cluster<S: AsRef<str>>(mut self, seeds: &[S]) -> Result<Self, ConfigError> {
-        let urls: Vec<String> = seeds.iter().map(|url| url.as_ref().to_owned()).collect();
-        if let Some(url) = urls.iter().find(|url| url.starts_with("rediss://"))
-            && !cfg!(feature = "tls")
-        {
-            return Err(ConfigError(format!(
-                "{url:?} asks for TLS: enable the `tls` feature of cache-runtime"
-            )));
-        }
-        let target = ClusterTarget::new(urls).map_err(ConfigError)?;
-        self.redis = Some(Target::Cluster(target));
+    pub fn redis_cluster<S: AsRef<str>>(self, seeds: &[S]) -> Result<Self, ConfigError> {
+        self.connect_to(Endpoint::Cluster(seeds.iter().map(|url| url.as_ref().to_owned()).collect()))
+    }
+
+    /// Trusts the CA certificates of `pem` (the contents of a PEM file, one
+    /// certificate or more) for the Redis server's certificate, instead of the
+    /// webpki roots: for a server whose certificate a private CA signed. For
+    /// `rediss://` URLs; before or after [`CacheBuilder::redis`] or
+    /// [`CacheBuilder::redis_cluster`] alike, and for every node of a cluster.
+    ///
+    /// # Errors
+    /// Without the `tls` feature; a PEM holding no certificate, or one that
+    /// does not parse; a `redis://` URL given.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let cache = cache_runtime::Cache::builder()
+    ///     .redis("rediss://redis.internal:6380")?
+    ///     .tls_root_ca(&std::fs::read("/etc/myapp/redis-ca.crt")?)?
+    ///     .build();
+    /// # Ok(()) }
+    /// ```
+    pub fn tls_root_ca(mut self, pem: &[u8]) -> Result<Self, ConfigError> {
+        self.tls.set_root_ca(pem).map_err(ConfigError)?;
+        self.retarget()
+    }
+
+    /// Presents a client certificate to the Redis server (for a server with
+    /// `tls-auth-clients yes`): `cert_pem` its chain (the certificate first)
+    /// and `key_pem` its private key (PKCS#8, PKCS#1 or SEC1), both in PEM.
+    /// Otherwise as [`CacheBuilder::tls_root_ca`].
+    ///
+    /// # Errors
+    /// Without the `tls` feature; a PEM that does not parse, holds no
+    /// certificate or no key, or a key that is not the certificate's; a
+    /// `redis://` URL given.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let cache = cache_runtime::Cache::builder()
+    ///     .tls_root_ca(&std::fs::read("ca.crt")?)?
+    ///     .tls_client_cert(&std::fs::read("client.crt")?, &std::fs::read("client.key")?)?
+    ///     .redis("rediss://redis.internal:6380")?
+    ///     .build();
+    /// # Ok(()) }
+    /// ```
+    pub fn tls_client_cert(mut self, cert_pem: &[u8], key_pem: &[u8]) -> Result<Self, ConfigError> {
+        self.tls.set_client_cert(cert_pem, key_pem).map_err(ConfigError)?;
+        self.retarget()
+    }
+
+    /// Connects to `endpoint`, with the certificates given so far.
+    fn connect_to(mut self, endpoint: Endpoint) -> Result<Self, ConfigError> {
+        let target = Target::open(&endpoint, &self.tls).map_err(ConfigError)?;
+        self.redis = Some((endpoint, target));
         Ok(self)
+    }
+
+    /// Makes the target again after the certificates changed.
+    fn retarget(self) -> Result<Self, ConfigError> {
+        match self.redis.clone() {
+            Some((endpoint, _)) => self.connect_to(endpoint),
+            None => Ok(self),
+        }
     }
 
     /// On a Redis Cluster, sends reads (the entry and its counters) to a random
@@ -550,7 +609,7 @@ impl CacheBuilder {
     pub fn build(self) -> Cache {
         let lease_wait = self.settings.lease_wait;
         let memory = || MemoryStore::new(self.max_bytes, self.estimated_entries, self.generation_capacity);
-        let target = self.redis.map(|target| match target {
+        let target = self.redis.map(|(_, target)| match target {
             Target::Cluster(mut cluster) => {
                 cluster.set_read_from_replicas(self.read_from_replicas);
                 Target::Cluster(cluster)

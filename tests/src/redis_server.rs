@@ -1,11 +1,12 @@
 //! Real `redis-server` processes for tests: each on a free loopback port, in a
 //! temporary directory of its own, killed and cleaned up on drop. Tests can
-//! kill, pause (SIGSTOP), resume and restart them.
+//! kill, pause (SIGSTOP), resume and restart them. A server may speak TLS
+//! only ([`RedisServer::start_tls`]).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -52,7 +53,23 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     extra_args: Vec<String>,
+    tls: Option<ServerTls>,
     child: Option<Child>,
+}
+
+/// How a server speaks TLS: on its port, and only TLS.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    /// The server's certificate (PEM file).
+    pub cert: PathBuf,
+    /// The server's private key.
+    pub key: PathBuf,
+    /// The CA the server trusts for client certificates, and `redis-cli` for the server's.
+    pub ca: PathBuf,
+    /// Whether clients must present a certificate signed by `ca` (`--tls-auth-clients`).
+    pub require_client_cert: bool,
+    /// The certificate and key `redis-cli` presents, if any.
+    pub client: Option<(PathBuf, PathBuf)>,
 }
 
 static NEXT_DIR: AtomicU32 = AtomicU32::new(0);
@@ -82,6 +99,29 @@ impl RedisServer {
     /// As [`RedisServer::start`].
     #[must_use]
     pub fn start_on(port: u16, args: &[&str]) -> Self {
+        Self::start_inner(port, args, None)
+    }
+
+    /// Starts a server on a free port that speaks TLS only, as `tls` says;
+    /// [`RedisServer::url`] is then a `rediss://` URL.
+    ///
+    /// # Panics
+    /// As [`RedisServer::start`].
+    #[must_use]
+    pub fn start_tls(tls: ServerTls) -> Self {
+        Self::start_tls_with_args(tls, &[])
+    }
+
+    /// Starts a TLS server, as [`RedisServer::start_tls`], with extra `redis-server` arguments.
+    ///
+    /// # Panics
+    /// As [`RedisServer::start`].
+    #[must_use]
+    pub fn start_tls_with_args(tls: ServerTls, args: &[&str]) -> Self {
+        Self::start_inner(free_port(), args, Some(tls))
+    }
+
+    fn start_inner(port: u16, args: &[&str], tls: Option<ServerTls>) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "cache-tests-redis-{}-{}",
             std::process::id(),
@@ -89,24 +129,34 @@ impl RedisServer {
         ));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let mut server =
-            Self { port, dir, extra_args: args.iter().map(|&a| a.to_owned()).collect(), child: None };
+            Self { port, dir, extra_args: args.iter().map(|&a| a.to_owned()).collect(), tls, child: None };
         server.spawn();
         server
     }
 
     fn spawn(&mut self) {
         let log = self.dir.join("redis.log");
+        let port = self.port.to_string();
+        let listen: Vec<std::ffi::OsString> = match &self.tls {
+            None => vec!["--port".into(), port.into()],
+            Some(tls) => vec![
+                "--port".into(),
+                "0".into(),
+                "--tls-port".into(),
+                port.into(),
+                "--tls-cert-file".into(),
+                tls.cert.clone().into(),
+                "--tls-key-file".into(),
+                tls.key.clone().into(),
+                "--tls-ca-cert-file".into(),
+                tls.ca.clone().into(),
+                "--tls-auth-clients".into(),
+                (if tls.require_client_cert { "yes" } else { "no" }).into(),
+            ],
+        };
         let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(listen)
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(&self.dir)
             .arg("--logfile")
@@ -130,6 +180,12 @@ impl RedisServer {
     /// Whether the server answers `PING` within `timeout` (with `PONG`, or by asking for a password).
     #[must_use]
     pub fn answers_ping(&self, timeout: Duration) -> bool {
+        if self.tls.is_some() {
+            return self.cli_within(&["PING"], timeout).is_some_and(|output| {
+                let reply = String::from_utf8_lossy(&output.stdout);
+                output.status.success() && (reply.trim() == "PONG" || reply.contains("NOAUTH"))
+            });
+        }
         let Ok(mut stream) = TcpStream::connect_timeout(&self.addr(), timeout) else { return false };
         let _ = stream.set_read_timeout(Some(timeout));
         if stream.write_all(b"PING\r\n").is_err() {
@@ -152,10 +208,11 @@ impl RedisServer {
         std::net::SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
-    /// `redis://127.0.0.1:port`.
+    /// `redis://127.0.0.1:port`, or `rediss://` for a TLS server.
     #[must_use]
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// Kills the server (SIGKILL) and waits for it; its data is gone.
@@ -202,11 +259,7 @@ impl RedisServer {
     /// When `redis-cli` fails.
     #[must_use]
     pub fn cli(&self, args: &[&str]) -> String {
-        let output = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .expect("run redis-cli");
+        let output = self.cli_command(args).output().expect("run redis-cli");
         assert!(output.status.success(), "redis-cli {args:?}: {}", String::from_utf8_lossy(&output.stderr));
         String::from_utf8_lossy(&output.stdout).trim().to_owned()
     }
@@ -230,6 +283,42 @@ impl RedisServer {
         let mut args = vec!["ACL", "SETUSER", user];
         args.extend_from_slice(rules);
         assert_eq!(self.cli(&args), "OK", "ACL SETUSER {user} {rules:?}");
+    }
+
+    /// `redis-cli -p port <args>`, with the TLS options of a TLS server.
+    fn cli_command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new("redis-cli");
+        command.args(["-p", &self.port.to_string()]);
+        if let Some(tls) = &self.tls {
+            command.arg("--tls").arg("--cacert").arg(&tls.ca);
+            if let Some((cert, key)) = &tls.client {
+                command.arg("--cert").arg(cert).arg("--key").arg(key);
+            }
+        }
+        command.args(args);
+        command
+    }
+
+    /// Runs `redis-cli` as [`RedisServer::cli`] does, killed after `timeout`
+    /// (it has no timeout of its own); `None` when it did not finish.
+    fn cli_within(&self, args: &[&str], timeout: Duration) -> Option<Output> {
+        let mut child = self
+            .cli_command(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .ok()?;
+        let deadline = Instant::now() + timeout;
+        while child.try_wait().ok()?.is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        child.wait_with_output().ok()
     }
 }
 
@@ -267,6 +356,20 @@ impl RedisCluster {
     /// As [`RedisCluster::start`].
     #[must_use]
     pub fn start_with(replicas: usize, node_timeout_ms: u64) -> Self {
+        Self::start_nodes(replicas, node_timeout_ms, None)
+    }
+
+    /// Starts three masters that speak TLS only, to clients and to each
+    /// other, as `tls` says; [`RedisCluster::urls`] are then `rediss://` URLs.
+    ///
+    /// # Panics
+    /// As [`RedisCluster::start`].
+    #[must_use]
+    pub fn start_tls(tls: &ServerTls) -> Self {
+        Self::start_nodes(0, 2000, Some(tls))
+    }
+
+    fn start_nodes(replicas: usize, node_timeout_ms: u64, tls: Option<&ServerTls>) -> Self {
         let timeout = node_timeout_ms.to_string();
         let args = [
             "--cluster-enabled",
@@ -277,9 +380,18 @@ impl RedisCluster {
             &timeout,
             "--cluster-replica-validity-factor",
             "0",
+            "--tls-cluster",
+            if tls.is_some() { "yes" } else { "no" },
+            "--tls-replication",
+            if tls.is_some() { "yes" } else { "no" },
         ];
         let count = 3 * (1 + replicas);
-        let nodes: Vec<RedisServer> = (0..count).map(|_| RedisServer::start_with_args(&args)).collect();
+        let nodes: Vec<RedisServer> = (0..count)
+            .map(|_| match tls {
+                Some(tls) => RedisServer::start_tls_with_args(tls.clone(), &args),
+                None => RedisServer::start_with_args(&args),
+            })
+            .collect();
         let addresses: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port())).collect();
         let replicas = replicas.to_string();
         let mut create = vec!["--cluster", "create"];

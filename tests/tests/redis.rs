@@ -460,13 +460,6 @@ async fn auth_and_database_number_come_from_the_url() {
     assert_eq!(runs.load(Ordering::SeqCst), 1);
 }
 
-#[tokio::test]
-async fn tls_urls_need_the_tls_feature() {
-    // This test crate builds cache-runtime without its `tls` feature.
-    let error = Cache::builder().redis("rediss://127.0.0.1:6380").unwrap_err().to_string();
-    assert!(error.contains("`tls` feature"), "{error}");
-}
-
 /// Calls cancelled at random points, on three handles, with Redis paused for
 /// a while in the middle: no stale read, no read past its bound, no lease left
 /// behind, and the breaker closes once Redis answers.

@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, join_all};
 use redis::aio::{ConnectionLike, ConnectionManager};
-use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
@@ -43,6 +43,7 @@ use tokio::sync::Notify;
 
 use super::breaker::{Breaker, BreakerState};
 use super::direct::Direct;
+use super::tls::TlsOptions;
 use super::{RedisSettings, Urgency, scripts};
 
 /// Slots per circuit breaker of a cluster.
@@ -52,6 +53,15 @@ pub(crate) const SLOTS_BREAKER_OPEN: &str = "circuit breaker open for these slot
 
 /// Longest timeout handed to the cluster client: larger ones wait as long.
 const MAX_CLIENT_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+/// Where the store connects, as the builder was told.
+#[derive(Debug, Clone)]
+pub(crate) enum Endpoint {
+    /// One server's URL.
+    Single(String),
+    /// The seed URLs of a Redis Cluster.
+    Cluster(Vec<String>),
+}
 
 /// What the store connects to.
 #[derive(Debug, Clone)]
@@ -69,24 +79,36 @@ pub(crate) struct ClusterTarget {
     /// One client per seed, for connections of their own (the bus's subscriber).
     seeds: Vec<redis::Client>,
     read_from_replicas: bool,
+    /// The certificates of every connection to a node.
+    tls: TlsOptions,
 }
 
 impl ClusterTarget {
     /// Checks the seed URLs: each a Redis URL, all with the same credentials.
-    pub(crate) fn new(urls: Vec<String>) -> Result<Self, String> {
+    fn new(urls: Vec<String>, tls: TlsOptions) -> Result<Self, String> {
         if urls.is_empty() {
             return Err("a Redis Cluster needs at least one seed node URL".to_owned());
         }
         let seeds = urls
             .iter()
-            .map(|url| {
-                redis::Client::open(url.as_str())
-                    .map_err(|error| format!("invalid Redis URL {url:?}: {error}"))
-            })
+            .map(|url| tls.client(url).map_err(|error| format!("invalid Redis URL {url:?}: {error}")))
             .collect::<Result<Vec<_>, _>>()?;
-        ClusterClient::new(urls.clone())
-            .map_err(|error| format!("invalid Redis Cluster seed nodes {urls:?}: {error}"))?;
-        Ok(Self { urls, seeds, read_from_replicas: false })
+        let target = Self { urls, seeds, read_from_replicas: false, tls };
+        target
+            .client_builder()
+            .build()
+            .map_err(|error| format!("invalid Redis Cluster seed nodes {:?}: {error}", target.urls))?;
+        Ok(target)
+    }
+
+    /// A builder of cluster clients for the seeds, with the certificates given.
+    fn client_builder(&self) -> ClusterClientBuilder {
+        let builder = ClusterClientBuilder::new(self.urls.clone());
+        match self.tls.certificates() {
+            #[cfg(feature = "tls")]
+            Some(certificates) => builder.certs(certificates),
+            _ => builder,
+        }
     }
 
     pub(crate) fn set_read_from_replicas(&mut self, enabled: bool) {
@@ -97,7 +119,8 @@ impl ClusterTarget {
     fn connect(&self, timeout: Duration) -> RedisResult<ClusterConnection> {
         let timeout = timeout.clamp(Duration::from_millis(1), MAX_CLIENT_TIMEOUT);
         let retry_wait_ms = u64::try_from(timeout.as_millis() / 8).unwrap_or(u64::MAX).max(2);
-        let mut builder = ClusterClientBuilder::new(self.urls.clone())
+        let mut builder = self
+            .client_builder()
             .connection_timeout(timeout)
             .response_timeout(timeout)
             // Retries, reconnections and redirections all within one `timeout`:
@@ -118,6 +141,23 @@ impl ClusterTarget {
 }
 
 impl Target {
+    /// The target of `endpoint`, its clients made with the certificates of
+    /// `tls`; with TLS, rustls's crypto provider is installed first.
+    pub(crate) fn open(endpoint: &Endpoint, tls: &TlsOptions) -> Result<Self, String> {
+        match endpoint {
+            Endpoint::Single(url) => {
+                tls.check_urls(std::slice::from_ref(url))?;
+                let client =
+                    tls.client(url).map_err(|error| format!("invalid Redis URL {url:?}: {error}"))?;
+                Ok(Self::Single(client))
+            }
+            Endpoint::Cluster(urls) => {
+                tls.check_urls(urls)?;
+                Ok(Self::Cluster(ClusterTarget::new(urls.clone(), tls.clone())?))
+            }
+        }
+    }
+
     /// A client for a connection of its own to one node: for a cluster, the
     /// seeds in turn (`attempt` picks which), since any node relays `PUBLISH`.
     pub(crate) fn node_client(&self, attempt: usize) -> &redis::Client {
@@ -151,8 +191,13 @@ impl Target {
                     })
                     .collect();
                 // Reads from replicas go through the client, which routes them there.
-                let direct = (!cluster.read_from_replicas)
-                    .then(|| Arc::new(Direct::new(cluster.urls[0].clone(), timeout.min(MAX_CLIENT_TIMEOUT))));
+                let direct = (!cluster.read_from_replicas).then(|| {
+                    Arc::new(Direct::new(
+                        cluster.urls[0].clone(),
+                        cluster.tls.clone(),
+                        timeout.min(MAX_CLIENT_TIMEOUT),
+                    ))
+                });
                 Ok(Conn::Cluster(
                     Arc::new(ClusterHandle {
                         direct,

@@ -20,6 +20,8 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{RedisResult, Value};
 
+use super::tls::TlsOptions;
+
 /// Least time between two refreshes of the slot map.
 const REFRESH_EVERY: Duration = Duration::from_millis(100);
 
@@ -33,6 +35,8 @@ struct SlotMap {
 pub(crate) struct Direct {
     /// A seed's URL: the scheme, credentials and database of every node's.
     seed_url: String,
+    /// The certificates of every node's connection.
+    tls: TlsOptions,
     timeout: Duration,
     map: RwLock<Option<SlotMap>>,
     refreshing: AtomicBool,
@@ -41,9 +45,10 @@ pub(crate) struct Direct {
 }
 
 impl Direct {
-    pub(crate) fn new(seed_url: String, timeout: Duration) -> Self {
+    pub(crate) fn new(seed_url: String, tls: TlsOptions, timeout: Duration) -> Self {
         Self {
             seed_url,
+            tls,
             timeout,
             map: RwLock::new(None),
             refreshing: AtomicBool::new(false),
@@ -122,7 +127,7 @@ impl Direct {
     }
 
     fn connect(&self, (host, port): &(String, u16)) -> RedisResult<ConnectionManager> {
-        let client = redis::Client::open(node_url(&self.seed_url, host, *port))?;
+        let client = self.tls.client(&node_url(&self.seed_url, host, *port))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.timeout))
             .set_response_timeout(Some(self.timeout))

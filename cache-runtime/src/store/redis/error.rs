@@ -11,7 +11,7 @@ use redis::RedisError;
 /// | --- | --- | --- |
 /// | [`BreakerOpen`](Self::BreakerOpen) | — | Redis was not asked |
 /// | [`Timeout`](Self::Timeout), [`Connection`](Self::Connection), [`Busy`](Self::Busy), [`ReadOnly`](Self::ReadOnly), [`Moved`](Self::Moved) | counts as a failure | the body runs; invalidations are retried |
-/// | [`NoPermission`](Self::NoPermission) | counts as a failure | a misconfiguration: logged at WARN with the fix (once a minute), shown in [`LayerStatus::problem`](crate::LayerStatus::problem); the body runs, and the breaker opens so calls stop asking until its cooldown |
+/// | [`Tls`](Self::Tls), [`NoPermission`](Self::NoPermission) | counts as a failure | a misconfiguration: logged at WARN with the fix (once a minute), shown in [`LayerStatus::problem`](crate::LayerStatus::problem); the body runs, and the breaker opens so calls stop asking until its cooldown |
 /// | [`OutOfMemory`](Self::OutOfMemory) | Redis is up | nothing is stored; invalidations fall back to deletes, which Redis accepts when full |
 /// | [`WrongType`](Self::WrongType) | Redis is up | a miss; the next store overwrites the key |
 /// | [`Server`](Self::Server) | Redis is up | logged; the body runs |
@@ -25,6 +25,9 @@ pub enum CacheError {
     Timeout,
     /// The connection failed or could not be made.
     Connection(RedisError),
+    /// The TLS handshake failed: a certificate was refused (the server's, for
+    /// its CA or host name, or the client's), or the server does not speak TLS.
+    Tls(RedisError),
     /// Redis is loading its data set, busy with a script, or asks to try again.
     Busy(RedisError),
     /// A write reached a read-only replica (after a failover, say).
@@ -59,6 +62,9 @@ impl CacheError {
             .into_server_errors()
             .and_then(|errors| errors.first().map(|(_, e)| e.code().to_owned()));
         let Some(code) = code else {
+            if super::tls::fix_for(&error).is_some() {
+                return Self::Tls(error);
+            }
             return Self::Connection(error);
         };
         match code.as_str() {
@@ -80,6 +86,7 @@ impl CacheError {
             self,
             Self::Timeout
                 | Self::Connection(_)
+                | Self::Tls(_)
                 | Self::Busy(_)
                 | Self::ReadOnly(_)
                 | Self::Moved(_)
@@ -90,6 +97,7 @@ impl CacheError {
     /// What to change when this error means the cache is misconfigured.
     pub(crate) fn fix(&self) -> Option<&'static str> {
         match self {
+            Self::Tls(error) => super::tls::fix_for(error),
             Self::NoPermission(_) => Some(
                 "give the cache's Redis user its commands, keys and channels, for prefix P: \
                  ACL SETUSER <user> on ><password> resetkeys ~P:* resetchannels &P:* \
@@ -107,6 +115,7 @@ impl CacheError {
             Self::BreakerOpen => "breaker_open",
             Self::Timeout => "timeout",
             Self::Connection(_) => "connection",
+            Self::Tls(_) => "tls",
             Self::Busy(_) => "busy",
             Self::ReadOnly(_) => "read_only",
             Self::Moved(_) => "moved",
@@ -122,17 +131,23 @@ impl CacheError {
 impl fmt::Display for CacheError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::BreakerOpen => f.write_str("Redis skipped: circuit breaker open"),
-            Self::Timeout => f.write_str("Redis did not answer in time"),
-            Self::Connection(error) => write!(f, "Redis connection failed: {error}"),
-            Self::Busy(error) => write!(f, "Redis is busy or loading: {error}"),
-            Self::ReadOnly(error) => write!(f, "Redis is a read-only replica: {error}"),
-            Self::Moved(error) => write!(f, "Redis redirects to another node: {error}"),
-            Self::NoPermission(error) => write!(f, "Redis refused the cache's user: {error}"),
-            Self::OutOfMemory(error) => write!(f, "Redis is out of memory: {error}"),
-            Self::WrongType(error) => write!(f, "the Redis key holds another type: {error}"),
-            Self::Server(error) => write!(f, "Redis answered with an error: {error}"),
-            Self::NotStored => f.write_str("the value was not stored: the entry was deleted instead"),
+            Self::BreakerOpen => f.write_str("Redis skipped: circuit breaker open")?,
+            Self::Timeout => f.write_str("Redis did not answer in time")?,
+            Self::Connection(error) => write!(f, "Redis connection failed: {error}")?,
+            Self::Tls(error) => write!(f, "TLS to Redis failed: {error}")?,
+            Self::Busy(error) => write!(f, "Redis is busy or loading: {error}")?,
+            Self::ReadOnly(error) => write!(f, "Redis is a read-only replica: {error}")?,
+            Self::Moved(error) => write!(f, "Redis redirects to another node: {error}")?,
+            Self::NoPermission(error) => write!(f, "Redis refused the cache's user: {error}")?,
+            Self::OutOfMemory(error) => write!(f, "Redis is out of memory: {error}")?,
+            Self::WrongType(error) => write!(f, "the Redis key holds another type: {error}")?,
+            Self::Server(error) => write!(f, "Redis answered with an error: {error}")?,
+            Self::NotStored => f.write_str("the value was not stored: the entry was deleted instead")?,
+        }
+        // A misconfiguration says what to change.
+        match self.fix() {
+            Some(fix) => write!(f, "; {fix}"),
+            None => Ok(()),
         }
     }
 }

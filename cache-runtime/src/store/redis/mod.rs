@@ -27,6 +27,7 @@ mod error;
 mod keys;
 mod problem;
 mod scripts;
+mod tls;
 mod wake;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,11 +37,12 @@ use std::time::Duration;
 pub use breaker::BreakerState;
 use breaker::{Breaker, Permit};
 use conn::Conn;
-pub(crate) use conn::{ClusterTarget, Target};
+pub(crate) use conn::{Endpoint, Target};
 pub use error::CacheError;
 use problem::Problem;
 use redis::{RedisResult, Value};
 use scripts::Scripts;
+pub(crate) use tls::TlsOptions;
 pub(crate) use wake::ReleaseWatch;
 use wake::Wakeups;
 
@@ -341,6 +343,9 @@ impl RedisStore {
         }
     }
 
+    /// Logs a failed TLS handshake as a warning, at most once a minute: a
+    /// misconfiguration that fails every call, where other outages pass.
+    #[cold]
     fn unavailable(request: &Request<'_>, error: &CacheError) {
         request.site.record_error(error.class());
         tracing::debug!(function = request.site.function(), %error, "cache unavailable: running the function body");

@@ -21,15 +21,17 @@ pub(super) struct Problem {
 impl Problem {
     /// Remembers `error` if it means a misconfiguration, and logs it (once a minute).
     pub(super) fn note(&self, error: &CacheError) {
-        let Some(fix) = error.fix() else { return };
+        if error.fix().is_none() {
+            return;
+        }
         let now = unix_ms();
-        let text = format!("{error}: {fix}");
+        let text = error.to_string(); // with its fix
         *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Some((text, now));
         let logged = self.logged_at_ms.load(Ordering::Relaxed);
         if (logged == 0 || now.saturating_sub(logged) >= REMEMBERED_MS)
             && self.logged_at_ms.compare_exchange(logged, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
         {
-            tracing::warn!(class = error.class(), %error, fix, "the Redis cache is misconfigured: calls run their bodies");
+            tracing::warn!(class = error.class(), %error, "the Redis cache is misconfigured: calls run their bodies");
         }
     }
 
