@@ -9,7 +9,7 @@
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -24,10 +24,11 @@ use cache_tests::redis_server::{RedisServer, require_redis};
 
 // ---------------------------------------------------------------- the origin
 
-/// What handlers share: how often the origin ran.
+/// What handlers share: how often the origin ran, and whether `/draft` exists yet.
 #[derive(Clone, Default)]
 struct App {
     calls: Arc<AtomicUsize>,
+    published: Arc<AtomicBool>,
 }
 
 impl App {
@@ -105,6 +106,16 @@ async fn referer(State(app): State<App>, Path(cache_control): Path<String>, head
     ([(CACHE_CONTROL, cache_control)], format!("from {referer}")).into_response()
 }
 
+/// Every path under a layer on the whole router: `/draft` once published,
+/// anything else a 404.
+async fn fallback(State(app): State<App>, uri: Uri) -> Response {
+    app.call();
+    if uri.path() == "/draft" && app.published.load(Ordering::SeqCst) {
+        return "the draft, published".into_response();
+    }
+    (StatusCode::NOT_FOUND, "no such page").into_response()
+}
+
 fn page(cache: &Cache, route: &str) -> PageCacheBuilder {
     PageCache::builder(Duration::from_secs(60)).cache(cache.clone()).route(route)
 }
@@ -114,7 +125,7 @@ fn build(builder: PageCacheBuilder) -> PageCache {
 }
 
 fn router(app: App, cache: &Cache) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/whoami", get(whoami).layer(build(page(cache, "/whoami"))))
         .route("/go", get(redirect).layer(build(page(cache, "/go"))))
         .route(
@@ -125,26 +136,37 @@ fn router(app: App, cache: &Cache) -> Router {
             "/go-stripped",
             get(redirect).layer(build(page(cache, "/go-stripped").proxy_headers(ProxyHeaders::Strip))),
         )
+        .route(
+            "/missing",
+            get(fallback)
+                .layer(build(page(cache, "/missing").statuses([StatusCode::OK, StatusCode::NOT_FOUND]))),
+        )
         .route("/echo", get(echo).layer(build(page(cache, "/echo"))))
         .route("/search", get(search).layer(build(page(cache, "/search"))))
         .route("/items", get(items).layer(build(page(cache, "/items"))))
         .route("/account", get(account).layer(build(page(cache, "/account"))))
-        .route("/from/{cache_control}", get(referer).layer(build(page(cache, "/from/{cache_control}"))))
-        .with_state(app)
+        .route("/from/{cache_control}", get(referer).layer(build(page(cache, "/from/{cache_control}"))));
+    // A layer on a whole router sees its fallback's 404s too.
+    let site = Router::new()
+        .fallback(fallback)
+        .layer(build(PageCache::builder(Duration::from_secs(60)).cache(cache.clone())));
+    routes.merge(site).with_state(app)
 }
 
 // ---------------------------------------------------------------- a raw HTTP/1.1 client
 
 struct Server {
     addr: SocketAddr,
+    app: App,
 }
 
 async fn start(cache: &Cache) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let routes = router(App::default(), cache);
+    let app = App::default();
+    let routes = router(app.clone(), cache);
     tokio::spawn(async move { axum::serve(listener, routes).await.unwrap() });
-    Server { addr }
+    Server { addr, app }
 }
 
 #[derive(Debug)]
@@ -287,6 +309,7 @@ on_every_store!(
     range_requests_are_not_cached,
     requests_with_other_credentials_are_not_cached,
     the_handlers_no_cache_and_zero_max_age_are_honoured,
+    a_404_is_not_cached_unless_asked_for,
     proxy_headers_can_be_keyed_or_stripped,
 );
 
@@ -404,6 +427,26 @@ async fn the_handlers_no_cache_and_zero_max_age_are_honoured(store: Store) {
     assert_eq!(fresh.x_cache(), "MISS", "a positive max-age is stored");
 }
 
+/// Under a layer on a whole router, a page requested before it exists: its
+/// 404 is not kept, so the page is served as soon as it is published.
+async fn a_404_is_not_cached_unless_asked_for(store: Store) {
+    let server = start(&store.cache).await;
+    let attacker = server.get("/draft", &[]).await;
+    assert_eq!(attacker.status, StatusCode::NOT_FOUND);
+    server.app.published.store(true, Ordering::SeqCst);
+    let victim = server.get("/draft", &[]).await;
+    assert_eq!((victim.status, victim.body.as_str()), (StatusCode::OK, "the draft, published"));
+    assert_eq!(attacker.x_cache(), "BYPASS");
+    let before = server.app.calls.load(Ordering::SeqCst);
+    for n in 0..3 {
+        assert_eq!(server.get(&format!("/nothing?{n}"), &[]).await.x_cache(), "BYPASS");
+    }
+    assert_eq!(server.app.calls.load(Ordering::SeqCst), before + 3, "unknown paths fill nothing");
+    let listed = server.get("/missing", &[]).await;
+    assert_eq!((listed.status, listed.x_cache()), (StatusCode::NOT_FOUND, "MISS"), "404 when listed");
+    assert_eq!(server.get("/missing", &[]).await.x_cache(), "HIT");
+}
+
 /// Behind a proxy that sets them, `ProxyHeaders::Key` keeps one page per
 /// value, and `ProxyHeaders::Strip` hides them from the handler.
 async fn proxy_headers_can_be_keyed_or_stripped(store: Store) {
@@ -419,4 +462,18 @@ async fn proxy_headers_can_be_keyed_or_stripped(store: Store) {
     assert_eq!((attacker.header("location"), attacker.x_cache()), ("http://victim.example/home", "MISS"));
     let victim = server.get("/go-stripped", &[]).await;
     assert_eq!((victim.header("location"), victim.x_cache()), ("http://victim.example/home", "HIT"));
+}
+
+// ---------------------------------------------------------------- settings
+
+#[test]
+fn settings_that_cannot_work_are_config_errors() {
+    let ttl = || PageCache::builder(Duration::from_secs(60));
+    let error = |builder: PageCacheBuilder| match builder.build() {
+        Ok(_) => panic!("built"),
+        Err(error) => error.to_string(),
+    };
+    assert!(error(ttl().statuses([StatusCode::OK, StatusCode::PARTIAL_CONTENT])).contains("206"));
+    assert!(error(ttl().statuses([])).contains("statuses"));
+    assert!(error(ttl().max_body_bytes(0)).contains("max_body_bytes"));
 }

@@ -67,16 +67,17 @@ use crate::value::{OpsOf, SharedValue};
 ///
 /// Responses with `Set-Cookie`, `Cache-Control: no-store`, `private` or
 /// `no-cache`, a freshness of zero (`s-maxage=0`, else `max-age=0`, else an
-/// `Expires` not after `Date`), `Vary: *`, a status the policy does not list,
-/// trailers, or a body over the limit or of unknown length pass through
-/// (`x-cache: BYPASS`), unbuffered. A stored
+/// `Expires` not after `Date`), `Vary: *`, a status the policy does not list
+/// (404 included, by default), trailers, or a body over the limit or of
+/// unknown length pass through (`x-cache: BYPASS`), unbuffered. A stored
 /// page lives for the policy's TTL: a positive `max-age` from the handler
-/// does not shorten it. Pages carry
-/// `x-cache: HIT` or `MISS`, `ETag` (the origin's, or a digest of the body),
-/// `Last-Modified`, `Age` when served from the cache, and the policy's
-/// `Cache-Control` ([`Downstream`](super::Downstream), `no-cache` by default),
-/// which replaces the origin's `Cache-Control` and `Expires`; `If-None-Match`
-/// and `If-Modified-Since` get `304 Not Modified`.
+/// does not shorten it.
+///
+/// Pages carry `x-cache: HIT` or `MISS`, `ETag` (the origin's, or a digest
+/// of the body), `Last-Modified`, `Age` when served from the cache, and the
+/// policy's `Cache-Control` ([`Downstream`](super::Downstream), `no-cache`
+/// by default), which replaces the origin's `Cache-Control` and `Expires`;
+/// `If-None-Match` and `If-Modified-Since` get `304 Not Modified`.
 ///
 /// With [`stale`](PageCacheBuilder::stale), a page past its TTL is served at
 /// once (`x-cache: STALE`, its own `Age` and validators, `Cache-Control:
@@ -86,11 +87,10 @@ use crate::value::{OpsOf, SharedValue};
 /// [`fail_safe_throttle`](PageCacheBuilder::fail_safe_throttle).
 ///
 /// Every part of a key is escaped, so two different requests never share
-/// one. Values of
-/// `Accept-Encoding`, `Accept-Charset`, `Accept-Language` and `Accept` are
-/// normalized first (case, whitespace, weights; the order of the first two,
-/// and of elements of different weights in the others), so requests asking
-/// for the same representation share its page. Client
+/// one. Values of `Accept-Encoding`, `Accept-Charset`, `Accept-Language` and
+/// `Accept` are normalized first (case, whitespace, weights; the order of
+/// the first two, and of elements of different weights in the others), so
+/// requests asking for the same representation share its page. Client
 /// `Cache-Control: no-cache` does not bypass the cache: invalidate instead.
 ///
 /// Put the layer inside a compression layer (nearer the handler): a body

@@ -107,10 +107,7 @@ impl PageCacheBuilder {
             route: None,
             tags: Vec::new(),
             vary: Vec::new(),
-            statuses: [200, 203, 204, 301, 404]
-                .into_iter()
-                .filter_map(|s| StatusCode::from_u16(s).ok())
-                .collect(),
+            statuses: [200, 203, 204, 301].into_iter().filter_map(|s| StatusCode::from_u16(s).ok()).collect(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             ignored_query: TRACKING_PARAMS.iter().map(|&param| param.to_owned()).collect(),
             allow_authorization: false,
@@ -174,8 +171,11 @@ impl PageCacheBuilder {
         self
     }
 
-    /// The statuses whose responses are cached (default 200, 203, 204, 301
-    /// and 404); others pass through.
+    /// The statuses whose responses are cached (default 200, 203, 204 and
+    /// 301); others pass through. A 404 is cached only if listed here: under
+    /// a layer on a whole router, every unknown path would fill a page.
+    /// `206 Partial Content`, `304 Not Modified` and interim (`1xx`)
+    /// statuses cannot be listed.
     pub fn statuses(mut self, statuses: impl IntoIterator<Item = StatusCode>) -> Self {
         self.statuses = statuses.into_iter().collect();
         self
@@ -184,6 +184,7 @@ impl PageCacheBuilder {
     /// The largest body cached, in bytes (default [`DEFAULT_MAX_BODY_BYTES`]).
     /// A response whose length is over it, or unknown (streamed without
     /// `Content-Length`), passes through uncached and is never buffered.
+    /// At least one byte.
     pub fn max_body_bytes(mut self, limit: u64) -> Self {
         self.max_body_bytes = limit;
         self
@@ -304,11 +305,14 @@ impl PageCacheBuilder {
     /// counters for the life of the process.
     ///
     /// # Errors
-    /// A TTL under a second; a `stale`, `fail_safe` or `fail_safe_throttle`
-    /// between zero and a second (they count whole seconds); a route that does not start with `/` or has a
-    /// malformed parameter; a tag that names no parameter of the route, or
-    /// with two placeholders not separated by one of `:` `/` `|` `,` `=` `&`
-    /// `;` `#`.
+    /// A TTL under a second; a `jitter`, `stale`, `fail_safe` or
+    /// `fail_safe_throttle` between zero and a second (they count whole
+    /// seconds); no `statuses`, or one that cannot be cached (`1xx`, `206`,
+    /// `304`, or not a status of RFC 9110); a `max_body_bytes` of zero; an
+    /// empty `ignore_query_param`; a route that does not start with `/` or
+    /// has a malformed parameter; a tag that names no parameter of the
+    /// route, or with two placeholders not separated by one of `:` `/` `|`
+    /// `,` `=` `&` `;` `#`.
     pub fn build(self) -> Result<PageCache, ConfigError> {
         let ttl_secs = self.ttl.as_secs();
         if ttl_secs == 0 {
@@ -318,6 +322,7 @@ impl PageCacheBuilder {
             )));
         }
         for (option, value) in [
+            ("jitter", self.jitter),
             ("stale", self.stale),
             ("fail_safe", self.fail_safe),
             ("fail_safe_throttle", self.fail_safe_throttle),
@@ -327,6 +332,19 @@ impl PageCacheBuilder {
                     "a page cache's `{option}` counts whole seconds: {value:?} would be none; give at least one second, or zero to turn it off"
                 )));
             }
+        }
+        check_statuses(&self.statuses).map_err(ConfigError)?;
+        if self.max_body_bytes == 0 {
+            return Err(ConfigError(
+                "a page cache's `max_body_bytes` is 0: no page with a body could be cached; give a limit of at least one byte"
+                    .to_owned(),
+            ));
+        }
+        if self.ignored_query.iter().any(String::is_empty) {
+            return Err(ConfigError(
+                "`ignore_query_param(\"\")` names no parameter; give a name (`ref`) or a prefix (`utm_*`)"
+                    .to_owned(),
+            ));
         }
         let route = self.route.as_deref().map(RoutePattern::parse).transpose().map_err(ConfigError)?;
         let tags = self
@@ -383,6 +401,31 @@ pub(super) struct Policy {
     credential_headers: Vec<HeaderName>,
     proxy_headers: ProxyHeaders,
     pub(super) cache_control: HeaderValue,
+}
+
+/// Why `statuses` cannot be cached, if they cannot.
+fn check_statuses(statuses: &[StatusCode]) -> Result<(), String> {
+    if statuses.is_empty() {
+        return Err(
+            "a page cache's `statuses` is empty: nothing would be cached; list at least one, as `statuses([StatusCode::OK])`"
+                .to_owned(),
+        );
+    }
+    for status in statuses {
+        let why = match status.as_u16() {
+            100..=199 => "an interim response is not a page",
+            206 => {
+                "a 206 is part of a page, which would be served for the whole (requests with `Range` pass through)"
+            }
+            304 => "a 304 has no page to serve; the layer answers validators itself",
+            200..=599 => continue,
+            _ => "RFC 9110 defines no such status",
+        };
+        return Err(format!(
+            "a page cache cannot cache the status {status}: {why}; remove it from `statuses`"
+        ));
+    }
+    Ok(())
 }
 
 impl std::fmt::Debug for Policy {
@@ -1009,6 +1052,16 @@ mod tests {
         assert!(error(ttl().stale(Duration::from_millis(500))).contains("`stale` counts whole seconds"));
         assert!(error(ttl().fail_safe(Duration::from_millis(1))).contains("`fail_safe`"));
         assert!(error(ttl().fail_safe_throttle(Duration::from_millis(999))).contains("`fail_safe_throttle`"));
+        assert!(error(ttl().jitter(Duration::from_millis(10))).contains("`jitter` counts whole seconds"));
+        assert!(error(ttl().statuses([])).contains("`statuses` is empty"));
+        for status in [101, 206, 304, 600] {
+            let status = StatusCode::from_u16(status).unwrap();
+            let message = error(ttl().statuses([StatusCode::OK, status]));
+            assert!(message.contains(status.as_str()) && message.contains("remove it"), "{message}");
+        }
+        assert!(ttl().statuses([StatusCode::OK, StatusCode::NOT_FOUND, StatusCode::GONE]).build().is_ok());
+        assert!(error(ttl().max_body_bytes(0)).contains("at least one byte"));
+        assert!(error(ttl().ignore_query_param("")).contains("names no parameter"));
         let extremes = ttl().stale(Duration::MAX).fail_safe(Duration::MAX).fail_safe_throttle(Duration::ZERO);
         assert!(extremes.build().is_ok(), "any whole number of seconds is fine");
     }

@@ -334,6 +334,7 @@ mod tests {
         let policy = policy();
         assert_eq!(storable(&policy, &response(200, &[])), Ok(vec![]));
         assert_eq!(storable(&policy, &response(500, &[])), Err(Unstorable::Status));
+        assert_eq!(storable(&policy, &response(404, &[])), Err(Unstorable::Status), "unless listed");
         assert_eq!(storable(&policy, &response(200, &[("set-cookie", "a=b")])), Err(Unstorable::SetCookie));
         for value in ["no-store", "Private", "public, max-age=3, private=\"x\"", "max-age=1,NO-STORE"] {
             assert_eq!(
