@@ -31,6 +31,6 @@ pub use headers::Downstream;
 #[cfg(feature = "axum")]
 pub use json::{CachedJson, etag};
 pub use page::{
-    DEFAULT_FAIL_SAFE_THROTTLE, DEFAULT_MAX_BODY_BYTES, PageBody, PageCache, PageCacheBuilder,
-    PageCacheService, PageFuture, TRACKING_PARAMS,
+    CREDENTIAL_HEADERS, DEFAULT_FAIL_SAFE_THROTTLE, DEFAULT_MAX_BODY_BYTES, PROXY_HEADERS, PageBody,
+    PageCache, PageCacheBuilder, PageCacheService, PageFuture, ProxyHeaders, TRACKING_PARAMS,
 };

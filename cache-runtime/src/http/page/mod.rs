@@ -25,7 +25,10 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, reques
 use http_body::Body;
 
 pub use body::PageBody;
-pub use policy::{DEFAULT_FAIL_SAFE_THROTTLE, DEFAULT_MAX_BODY_BYTES, PageCacheBuilder, TRACKING_PARAMS};
+pub use policy::{
+    CREDENTIAL_HEADERS, DEFAULT_FAIL_SAFE_THROTTLE, DEFAULT_MAX_BODY_BYTES, PROXY_HEADERS, PageCacheBuilder,
+    ProxyHeaders, TRACKING_PARAMS,
+};
 use policy::{Policy, variant_key};
 use stored::{Delivery, PageEntry, StoredPage, X_CACHE};
 
@@ -41,16 +44,40 @@ use crate::value::{OpsOf, SharedValue};
 /// handler once, across processes too; pages live in the cache's store (in
 /// memory or Redis) and go when a tag they were stored under is invalidated.
 ///
-/// Only `GET` and `HEAD` (answered from the `GET` page) are cached, without
-/// `Authorization` or `Cookie` unless the policy allows them. Responses with
-/// `Set-Cookie`, `Cache-Control: no-store` or `private`, `Vary: *`, a status
-/// the policy does not list, trailers, or a body over the limit or of unknown
-/// length pass through (`x-cache: BYPASS`), unbuffered. Pages carry
-/// `x-cache: HIT` or `MISS`, `ETag` (the origin's, or a digest of the body),
-/// `Last-Modified`, `Age` when served from the cache, and the policy's
-/// `Cache-Control` ([`Downstream`](super::Downstream), `no-cache` by default),
-/// which replaces the origin's `Cache-Control` and `Expires`; `If-None-Match`
-/// and `If-Modified-Since` get `304 Not Modified`.
+/// Whatever of a request can reach the handler is in the page's key, or is
+/// removed before the handler sees it, or the request passes through
+/// uncached (`x-cache: BYPASS`), so that no request can leave a page that
+/// another is served:
+///
+/// - Keyed: the host (`Host`, or the target's authority without one), the
+///   scheme of an absolute target, the path, the query parameters sorted by
+///   name, the values of the request headers the policy and the response's
+///   `Vary` name, and proxy headers with [`ProxyHeaders::Key`].
+/// - Removed: query parameters left out of the key ([`TRACKING_PARAMS`] and
+///   those the policy ignores), and proxy headers with
+///   [`ProxyHeaders::Strip`].
+/// - Passed through: methods other than `GET` and `HEAD` (answered from the
+///   `GET` page); an absolute target whose authority is not the `Host`, or
+///   two `Host`s; a body (`Content-Length` above zero, `Transfer-Encoding`,
+///   or a body not known to be empty); `Range`; `Authorization` or `Cookie`
+///   unless the policy allows them, and the other
+///   [`credential_headers`](PageCacheBuilder::credential_headers)
+///   (`Proxy-Authorization`, `X-Api-Key`); proxy headers ([`PROXY_HEADERS`]:
+///   `Forwarded`, `X-Forwarded-*`, ...) by default.
+///
+/// Responses with `Set-Cookie`, `Cache-Control: no-store`, `private` or
+/// `no-cache`, a freshness of zero (`s-maxage=0`, else `max-age=0`, else an
+/// `Expires` not after `Date`), `Vary: *`, a status the policy does not list
+/// (404 included, by default), trailers, or a body over the limit or of
+/// unknown length pass through (`x-cache: BYPASS`), unbuffered. A stored
+/// page lives for the policy's TTL: a positive `max-age` from the handler
+/// does not shorten it.
+///
+/// Pages carry `x-cache: HIT` or `MISS`, `ETag` (the origin's, or a digest
+/// of the body), `Last-Modified`, `Age` when served from the cache, and the
+/// policy's `Cache-Control` ([`Downstream`](super::Downstream), `no-cache`
+/// by default), which replaces the origin's `Cache-Control` and `Expires`;
+/// `If-None-Match` and `If-Modified-Since` get `304 Not Modified`.
 ///
 /// With [`stale`](PageCacheBuilder::stale), a page past its TTL is served at
 /// once (`x-cache: STALE`, its own `Age` and validators, `Cache-Control:
@@ -59,14 +86,11 @@ use crate::value::{OpsOf, SharedValue};
 /// that fails (an error or a `5xx`), which is asked again at most once per
 /// [`fail_safe_throttle`](PageCacheBuilder::fail_safe_throttle).
 ///
-/// A page's key is the host, the path, the query parameters sorted by name
-/// (less [`TRACKING_PARAMS`] and those the policy ignores), and the values
-/// of the request headers the policy and the response's `Vary` name; every
-/// part is escaped, so two different requests never share a key. Values of
-/// `Accept-Encoding`, `Accept-Charset`, `Accept-Language` and `Accept` are
-/// normalized first (case, whitespace, weights; the order of the first two,
-/// and of elements of different weights in the others), so requests asking
-/// for the same representation share its page. Client
+/// Every part of a key is escaped, so two different requests never share
+/// one. Values of `Accept-Encoding`, `Accept-Charset`, `Accept-Language` and
+/// `Accept` are normalized first (case, whitespace, weights; the order of
+/// the first two, and of elements of different weights in the others), so
+/// requests asking for the same representation share its page. Client
 /// `Cache-Control: no-cache` does not bypass the cache: invalidate instead.
 ///
 /// Put the layer inside a compression layer (nearer the handler): a body
@@ -124,7 +148,7 @@ where
     S: tower_service::Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
-    ReqBody: Send + 'static,
+    ReqBody: Body + Send + 'static,
     ResBody: Body<Data = Bytes> + Send + 'static,
     ResBody::Error: Send + 'static,
 {
@@ -137,13 +161,16 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let (parts, body) = request.into_parts();
-        let primary = self.policy.primary_key(&parts);
+        let (mut parts, body) = request.into_parts();
+        // A body is not keyed: a request that may have one passes through.
+        let empty = body.is_end_stream() || body.size_hint().exact() == Some(0);
+        let primary = self.policy.primary_key(&parts).filter(|_| empty);
         if let Some(primary) = &primary
             && let Some(page) = memory_hit(&self.policy, primary, &parts)
         {
             return Box::pin(std::future::ready(Ok(page)));
         }
+        let primary = primary.filter(|_| self.policy.strip_unkeyed(&mut parts));
         // The service polled ready serves this request; the clone, the next.
         let ready = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, ready);

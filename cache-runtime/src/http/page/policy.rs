@@ -3,8 +3,11 @@
 
 use std::time::Duration;
 
-use http::header::{AUTHORIZATION, COOKIE, HOST};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, request};
+use http::header::{
+    AUTHORIZATION, CONTENT_LENGTH, COOKIE, HOST, PROXY_AUTHORIZATION, RANGE, TRANSFER_ENCODING,
+};
+use http::uri::PathAndQuery;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, request};
 use smallvec::SmallVec;
 
 use super::PageCache;
@@ -17,6 +20,48 @@ use crate::site::Site;
 /// Query parameters left out of keys unless told otherwise: marketing
 /// trackers, which never change a page.
 pub const TRACKING_PARAMS: [&str; 4] = ["utm_*", "gclid", "fbclid", "msclkid"];
+
+/// Request headers that carry credentials besides `Authorization` and
+/// `Cookie`: a request with any of them passes through uncached, unless
+/// [`PageCacheBuilder::credential_headers`] says otherwise.
+pub const CREDENTIAL_HEADERS: [HeaderName; 2] = [PROXY_AUTHORIZATION, HeaderName::from_static("x-api-key")];
+
+/// Request headers by which proxies tell the server the host, scheme or
+/// client a request came with, and which handlers read to build URLs and
+/// redirects (`*`: any name with that prefix). What a page cache does with
+/// them is its [`ProxyHeaders`].
+pub const PROXY_HEADERS: [&str; 6] =
+    ["forwarded", "x-forwarded-*", "x-real-ip", "x-host", "x-original-url", "x-rewrite-url"];
+
+/// What a page cache does with a request carrying any of [`PROXY_HEADERS`]
+/// (`Forwarded`, `X-Forwarded-Host`, `X-Forwarded-Proto`, ...).
+///
+/// ```
+/// use std::time::Duration;
+/// use cache_runtime::http::{PageCache, ProxyHeaders};
+///
+/// // Behind a proxy that sets `X-Forwarded-Proto` and `X-Forwarded-Host`,
+/// // which the handlers read: one page per value.
+/// let pages = PageCache::builder(Duration::from_secs(60)).proxy_headers(ProxyHeaders::Key).build();
+/// assert!(pages.is_ok());
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ProxyHeaders {
+    /// The request passes through uncached (the default): a handler may
+    /// build a link or a redirect from them, which must not be served to
+    /// requests without them.
+    #[default]
+    Bypass,
+    /// Their names and values are part of the key: requests that carry the
+    /// same ones share a page. Behind a proxy that sets them on every
+    /// request (and drops the client's own), with a page per client when
+    /// one of them is the client's address (`X-Forwarded-For`).
+    Key,
+    /// They are removed from the request before the handler sees it, and
+    /// left out of the key: for handlers that never read them.
+    Strip,
+}
 
 /// The default body limit of a cached page: 1 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 1 << 20;
@@ -40,6 +85,8 @@ pub struct PageCacheBuilder {
     ignored_query: Vec<String>,
     allow_authorization: bool,
     allow_cookies: bool,
+    credential_headers: Vec<HeaderName>,
+    proxy_headers: ProxyHeaders,
     downstream: Downstream,
     stale: Duration,
     fail_safe: Duration,
@@ -60,14 +107,13 @@ impl PageCacheBuilder {
             route: None,
             tags: Vec::new(),
             vary: Vec::new(),
-            statuses: [200, 203, 204, 301, 404]
-                .into_iter()
-                .filter_map(|s| StatusCode::from_u16(s).ok())
-                .collect(),
+            statuses: [200, 203, 204, 301].into_iter().filter_map(|s| StatusCode::from_u16(s).ok()).collect(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             ignored_query: TRACKING_PARAMS.iter().map(|&param| param.to_owned()).collect(),
             allow_authorization: false,
             allow_cookies: false,
+            credential_headers: CREDENTIAL_HEADERS.to_vec(),
+            proxy_headers: ProxyHeaders::Bypass,
             downstream: Downstream::revalidate(),
             stale: Duration::ZERO,
             fail_safe: Duration::ZERO,
@@ -125,8 +171,11 @@ impl PageCacheBuilder {
         self
     }
 
-    /// The statuses whose responses are cached (default 200, 203, 204, 301
-    /// and 404); others pass through.
+    /// The statuses whose responses are cached (default 200, 203, 204 and
+    /// 301); others pass through. A 404 is cached only if listed here: under
+    /// a layer on a whole router, every unknown path would fill a page.
+    /// `206 Partial Content`, `304 Not Modified` and interim (`1xx`)
+    /// statuses cannot be listed.
     pub fn statuses(mut self, statuses: impl IntoIterator<Item = StatusCode>) -> Self {
         self.statuses = statuses.into_iter().collect();
         self
@@ -135,6 +184,7 @@ impl PageCacheBuilder {
     /// The largest body cached, in bytes (default [`DEFAULT_MAX_BODY_BYTES`]).
     /// A response whose length is over it, or unknown (streamed without
     /// `Content-Length`), passes through uncached and is never buffered.
+    /// At least one byte.
     pub fn max_body_bytes(mut self, limit: u64) -> Self {
         self.max_body_bytes = limit;
         self
@@ -142,7 +192,8 @@ impl PageCacheBuilder {
 
     /// Leaves the query parameter `name` out of keys (`ref`), or every
     /// parameter starting with a prefix (`utm_*`). [`TRACKING_PARAMS`] are
-    /// left out already.
+    /// left out already. A parameter left out of the key is removed from
+    /// the request before the handler sees it, so it cannot change the page.
     pub fn ignore_query_param(mut self, name: &str) -> Self {
         self.ignored_query.push(name.to_owned());
         self
@@ -160,6 +211,35 @@ impl PageCacheBuilder {
     /// Add `.vary(COOKIE)` unless the page is the same whatever the cookies.
     pub fn allow_cookies(mut self) -> Self {
         self.allow_cookies = true;
+        self
+    }
+
+    /// The request headers, besides `Authorization` and `Cookie`, that carry
+    /// credentials: a request with any of them passes through uncached.
+    /// Replaces the default, [`CREDENTIAL_HEADERS`] (`Proxy-Authorization`,
+    /// `X-Api-Key`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cache_runtime::http::{CREDENTIAL_HEADERS, PageCache};
+    /// use http::HeaderName;
+    ///
+    /// let token = HeaderName::from_static("x-auth-token");
+    /// let pages = PageCache::builder(Duration::from_secs(60))
+    ///     .credential_headers(CREDENTIAL_HEADERS.into_iter().chain([token]))
+    ///     .build();
+    /// assert!(pages.is_ok());
+    /// ```
+    pub fn credential_headers(mut self, names: impl IntoIterator<Item = HeaderName>) -> Self {
+        self.credential_headers = names.into_iter().collect();
+        self
+    }
+
+    /// What to do with requests carrying proxy headers ([`PROXY_HEADERS`]:
+    /// `Forwarded`, `X-Forwarded-*`, ...): pass them through uncached (the
+    /// default), key them, or strip them. See [`ProxyHeaders`].
+    pub fn proxy_headers(mut self, proxy_headers: ProxyHeaders) -> Self {
+        self.proxy_headers = proxy_headers;
         self
     }
 
@@ -225,11 +305,14 @@ impl PageCacheBuilder {
     /// counters for the life of the process.
     ///
     /// # Errors
-    /// A TTL under a second; a `stale`, `fail_safe` or `fail_safe_throttle`
-    /// between zero and a second (they count whole seconds); a route that does not start with `/` or has a
-    /// malformed parameter; a tag that names no parameter of the route, or
-    /// with two placeholders not separated by one of `:` `/` `|` `,` `=` `&`
-    /// `;` `#`.
+    /// A TTL under a second; a `jitter`, `stale`, `fail_safe` or
+    /// `fail_safe_throttle` between zero and a second (they count whole
+    /// seconds); no `statuses`, or one that cannot be cached (`1xx`, `206`,
+    /// `304`, or not a status of RFC 9110); a `max_body_bytes` of zero; an
+    /// empty `ignore_query_param`; a route that does not start with `/` or
+    /// has a malformed parameter; a tag that names no parameter of the
+    /// route, or with two placeholders not separated by one of `:` `/` `|`
+    /// `,` `=` `&` `;` `#`.
     pub fn build(self) -> Result<PageCache, ConfigError> {
         let ttl_secs = self.ttl.as_secs();
         if ttl_secs == 0 {
@@ -239,6 +322,7 @@ impl PageCacheBuilder {
             )));
         }
         for (option, value) in [
+            ("jitter", self.jitter),
             ("stale", self.stale),
             ("fail_safe", self.fail_safe),
             ("fail_safe_throttle", self.fail_safe_throttle),
@@ -248,6 +332,19 @@ impl PageCacheBuilder {
                     "a page cache's `{option}` counts whole seconds: {value:?} would be none; give at least one second, or zero to turn it off"
                 )));
             }
+        }
+        check_statuses(&self.statuses).map_err(ConfigError)?;
+        if self.max_body_bytes == 0 {
+            return Err(ConfigError(
+                "a page cache's `max_body_bytes` is 0: no page with a body could be cached; give a limit of at least one byte"
+                    .to_owned(),
+            ));
+        }
+        if self.ignored_query.iter().any(String::is_empty) {
+            return Err(ConfigError(
+                "`ignore_query_param(\"\")` names no parameter; give a name (`ref`) or a prefix (`utm_*`)"
+                    .to_owned(),
+            ));
         }
         let route = self.route.as_deref().map(RoutePattern::parse).transpose().map_err(ConfigError)?;
         let tags = self
@@ -279,6 +376,8 @@ impl PageCacheBuilder {
             ignored_query: self.ignored_query.into_iter().map(String::into_boxed_str).collect(),
             allow_authorization: self.allow_authorization,
             allow_cookies: self.allow_cookies,
+            credential_headers: self.credential_headers,
+            proxy_headers: self.proxy_headers,
             cache_control: self.downstream.cache_control(),
         };
         Ok(PageCache { policy: std::sync::Arc::new(policy) })
@@ -299,7 +398,34 @@ pub(super) struct Policy {
     ignored_query: Vec<Box<str>>,
     allow_authorization: bool,
     allow_cookies: bool,
+    credential_headers: Vec<HeaderName>,
+    proxy_headers: ProxyHeaders,
     pub(super) cache_control: HeaderValue,
+}
+
+/// Why `statuses` cannot be cached, if they cannot.
+fn check_statuses(statuses: &[StatusCode]) -> Result<(), String> {
+    if statuses.is_empty() {
+        return Err(
+            "a page cache's `statuses` is empty: nothing would be cached; list at least one, as `statuses([StatusCode::OK])`"
+                .to_owned(),
+        );
+    }
+    for status in statuses {
+        let why = match status.as_u16() {
+            100..=199 => "an interim response is not a page",
+            206 => {
+                "a 206 is part of a page, which would be served for the whole (requests with `Range` pass through)"
+            }
+            304 => "a 304 has no page to serve; the layer answers validators itself",
+            200..=599 => continue,
+            _ => "RFC 9110 defines no such status",
+        };
+        return Err(format!(
+            "a page cache cannot cache the status {status}: {why}; remove it from `statuses`"
+        ));
+    }
+    Ok(())
 }
 
 impl std::fmt::Debug for Policy {
@@ -318,26 +444,29 @@ impl Policy {
     }
 
     /// The key of a request's page before the response's `Vary` is known, or
-    /// `None` when the request is not cached: `page:GET:{host}:{path}:{query}:{vary}`,
-    /// every value escaped, query parameters sorted by name (their order
-    /// kept among equal names), ignored ones left out. `HEAD` shares `GET`'s key.
+    /// `None` when the request is not cached:
+    /// `page:GET:{scheme}:{host}:{path}:{query}:{vary}[:{proxy headers}]`,
+    /// every value escaped, the scheme that of an absolute target (else
+    /// empty), query parameters sorted by name (their order kept among equal
+    /// names), ignored ones left out, proxy headers only when keyed. `HEAD`
+    /// shares `GET`'s key.
+    ///
+    /// Whatever of the request reaches the handler is keyed, or removed
+    /// before ([`strip_unkeyed`](Self::strip_unkeyed)), or the request passes
+    /// through ([`passes_through`](Self::passes_through)).
     pub(super) fn primary_key(&self, request: &request::Parts) -> Option<KeyWriter> {
         if request.method != Method::GET && request.method != Method::HEAD {
             return None;
         }
         let headers = &request.headers;
-        if (!self.allow_authorization && headers.contains_key(AUTHORIZATION))
-            || (!self.allow_cookies && headers.contains_key(COOKIE))
-        {
+        if self.passes_through(headers) {
             return None;
         }
-        let host = match (request.uri.authority(), headers.get(HOST)) {
-            (Some(authority), _) => authority.as_str(),
-            (None, Some(host)) => host.to_str().ok()?,
-            (None, None) => "",
-        };
+        let host = request_host(request)?;
         let mut key = KeyWriter::new();
         key.write_literal("page:GET:");
+        key.write_str(request.uri.scheme_str().unwrap_or_default());
+        key.write_literal(":");
         key.write_str(host);
         key.write_literal(":");
         for (index, segment) in request.uri.path().split('/').enumerate() {
@@ -350,7 +479,67 @@ impl Policy {
         self.write_query(&mut key, request.uri.query().unwrap_or_default());
         key.write_literal(":");
         write_vary(&mut key, &self.vary, headers)?;
+        if self.proxy_headers == ProxyHeaders::Key {
+            let mut names: SmallVec<[HeaderName; 2]> =
+                headers.keys().filter(|name| is_proxy_header(name)).cloned().collect();
+            names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+            key.write_literal(":");
+            write_vary(&mut key, &names, headers)?;
+        }
         Some(key)
+    }
+
+    /// Whether a request passes through uncached whatever its path: it
+    /// carries credentials, a body or a `Range` (none of them keyed), or
+    /// proxy headers the policy neither keys nor strips.
+    fn passes_through(&self, headers: &HeaderMap) -> bool {
+        let credentials = (!self.allow_authorization && headers.contains_key(AUTHORIZATION))
+            || (!self.allow_cookies && headers.contains_key(COOKIE))
+            || self.credential_headers.iter().any(|name| headers.contains_key(name));
+        let body = headers.contains_key(TRANSFER_ENCODING)
+            || headers
+                .get_all(CONTENT_LENGTH)
+                .iter()
+                .any(|length| length.as_bytes().iter().any(|&b| b != b'0'));
+        let proxied = self.proxy_headers == ProxyHeaders::Bypass && headers.keys().any(is_proxy_header);
+        credentials || body || headers.contains_key(RANGE) || proxied
+    }
+
+    /// Removes from a request the parts its key leaves out, before the
+    /// handler sees them: ignored query parameters, and proxy headers when
+    /// the policy strips them. `false` if the target could not be rewritten
+    /// (the request must then pass through).
+    pub(super) fn strip_unkeyed(&self, request: &mut request::Parts) -> bool {
+        if self.proxy_headers == ProxyHeaders::Strip {
+            let names: SmallVec<[HeaderName; 2]> =
+                request.headers.keys().filter(|name| is_proxy_header(name)).cloned().collect();
+            for name in names {
+                request.headers.remove(name);
+            }
+        }
+        let Some(query) = request.uri.query() else { return true };
+        fn name(param: &str) -> &str {
+            param.split_once('=').map_or(param, |(name, _)| name)
+        }
+        if !query.split('&').any(|param| self.ignores(name(param))) {
+            return true;
+        }
+        let kept: Vec<&str> =
+            query.split('&').filter(|param| !param.is_empty() && !self.ignores(name(param))).collect();
+        let path_and_query = if kept.is_empty() {
+            request.uri.path().to_owned()
+        } else {
+            format!("{}?{}", request.uri.path(), kept.join("&"))
+        };
+        let mut parts = request.uri.clone().into_parts();
+        parts.path_and_query = PathAndQuery::try_from(path_and_query).ok();
+        match Uri::from_parts(parts) {
+            Ok(uri) => {
+                request.uri = uri;
+                true
+            }
+            Err(_) => false,
+        }
     }
 
     fn write_query(&self, key: &mut KeyWriter, query: &str) {
@@ -405,6 +594,31 @@ impl Policy {
         }
         Some(names)
     }
+}
+
+/// The host a request names: its `Host`, or the authority of its target
+/// (absolute-form, or HTTP/2's `:authority`) when it has no `Host`. `None`
+/// when both are there and differ, `Host` is repeated, or it is not text:
+/// the handler could read a host the key does not hold.
+fn request_host(request: &request::Parts) -> Option<&str> {
+    let mut hosts = request.headers.get_all(HOST).iter();
+    let host = hosts.next().map(HeaderValue::to_str).transpose().ok()?;
+    if hosts.next().is_some() {
+        return None;
+    }
+    match (request.uri.authority(), host) {
+        (Some(authority), Some(host)) => (authority.as_str() == host).then_some(host),
+        (Some(authority), None) => Some(authority.as_str()),
+        (None, host) => Some(host.unwrap_or_default()),
+    }
+}
+
+/// Whether `name` is one of [`PROXY_HEADERS`].
+fn is_proxy_header(name: &HeaderName) -> bool {
+    PROXY_HEADERS.iter().any(|proxy| match proxy.strip_suffix('*') {
+        Some(prefix) => name.as_str().starts_with(prefix),
+        None => name.as_str() == *proxy,
+    })
 }
 
 /// The key of a page under the response's `Vary` too: the primary key, `|`,
@@ -641,7 +855,7 @@ mod tests {
     fn keys_normalise_the_query_and_escape_values() {
         let policy = policy(PageCache::builder(Duration::from_secs(60)).ignore_query_param("ref"));
         let sorted = key(&policy, "/a/b?z=1&a=2&a=1&utm_source=x&ref=y&gclid=3", &[("host", "h")]);
-        assert_eq!(sorted.as_deref(), Some("page:GET:h:/a/b:a=2&a=1&z=1:"));
+        assert_eq!(sorted.as_deref(), Some("page:GET::h:/a/b:a=2&a=1&z=1:"));
         assert_eq!(key(&policy, "/a/b?a=2&z=1&a=1", &[("host", "h")]), sorted);
         assert_ne!(
             key(&policy, "/a/b?a=1&a=2&z=1", &[("host", "h")]),
@@ -652,6 +866,83 @@ mod tests {
         assert_ne!(key(&policy, "/a?b=c%26d", &[]), key(&policy, "/a?b=c&d", &[]));
         assert_ne!(key(&policy, "/x", &[("host", "one")]), key(&policy, "/x", &[("host", "two")]));
         assert_eq!(key(&policy, "/x?", &[]), key(&policy, "/x", &[]));
+    }
+
+    #[test]
+    fn the_host_is_keyed_only_when_the_target_and_host_agree() {
+        let policy = policy(PageCache::builder(Duration::from_secs(60)));
+        let absolute = key(&policy, "http://a.example/x", &[("host", "a.example")]).unwrap();
+        assert_eq!(absolute, "page:GET:http:a.example:/x::");
+        assert_ne!(Some(absolute), key(&policy, "/x", &[("host", "a.example")]), "the scheme is keyed");
+        assert!(key(&policy, "http://a.example/x", &[("host", "b.example")]).is_none());
+        assert!(key(&policy, "http://a.example:80/x", &[("host", "a.example")]).is_none());
+        assert!(key(&policy, "http://u@a.example/x", &[("host", "a.example")]).is_none());
+        assert!(key(&policy, "/x", &[("host", "a.example"), ("host", "b.example")]).is_none());
+        assert_eq!(key(&policy, "https://a.example/x", &[]).unwrap(), "page:GET:https:a.example:/x::");
+    }
+
+    #[test]
+    fn bodies_ranges_and_proxy_headers_pass_through_by_default() {
+        let policy = policy(PageCache::builder(Duration::from_secs(60)));
+        for header in [
+            ("content-length", "1"),
+            ("content-length", "10"),
+            ("transfer-encoding", "chunked"),
+            ("range", "bytes=0-3"),
+            ("forwarded", "host=a"),
+            ("x-forwarded-host", "a"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-for", "10.0.0.1"),
+            ("x-real-ip", "10.0.0.1"),
+            ("x-original-url", "/admin"),
+        ] {
+            assert!(key(&policy, "/x", &[header]).is_none(), "{header:?}");
+        }
+        assert!(key(&policy, "/x", &[("content-length", "0")]).is_some());
+        assert!(key(&policy, "/x", &[("x-forwarder", "a"), ("if-range", "\"a\"")]).is_some());
+    }
+
+    #[test]
+    fn proxy_headers_can_be_keyed_or_stripped() {
+        let keyed = policy(PageCache::builder(Duration::from_secs(60)).proxy_headers(ProxyHeaders::Key));
+        let one = key(&keyed, "/x", &[("x-forwarded-proto", "https"), ("x-forwarded-host", "a")]).unwrap();
+        assert!(one.ends_with("::x-forwarded-host=%[a%]&x-forwarded-proto=%[https%]"), "{one}");
+        assert_ne!(Some(&one), key(&keyed, "/x", &[("x-forwarded-proto", "https")]).as_ref());
+        assert_ne!(Some(&one), key(&keyed, "/x", &[]).as_ref());
+        assert!(key(&keyed, "/x", &[("range", "bytes=0-3")]).is_none(), "the rest still passes through");
+
+        let stripped = policy(PageCache::builder(Duration::from_secs(60)).proxy_headers(ProxyHeaders::Strip));
+        let mut request =
+            parts(Method::GET, "/x", &[("forwarded", "host=a"), ("x-forwarded-host", "a"), ("x", "1")]);
+        assert_eq!(stripped.primary_key(&request).unwrap().as_str(), key(&stripped, "/x", &[]).unwrap());
+        assert!(stripped.strip_unkeyed(&mut request));
+        assert_eq!(request.headers.keys().map(HeaderName::as_str).collect::<Vec<_>>(), ["x"]);
+    }
+
+    #[test]
+    fn ignored_query_parameters_are_removed_before_the_handler() {
+        let policy = policy(PageCache::builder(Duration::from_secs(60)).ignore_query_param("ref"));
+        let stripped = |uri: &str| {
+            let mut request = parts(Method::GET, uri, &[]);
+            assert!(policy.strip_unkeyed(&mut request));
+            request.uri.to_string()
+        };
+        assert_eq!(stripped("/a?utm_source=x&k=5&ref=y&k=%3C&gclid=1"), "/a?k=5&k=%3C");
+        assert_eq!(stripped("/a?utm_source=x"), "/a");
+        assert_eq!(stripped("/a?b=1&&c"), "/a?b=1&&c", "untouched without ignored parameters");
+        assert_eq!(stripped("http://h.example/a?ref=1&b"), "http://h.example/a?b");
+    }
+
+    #[test]
+    fn other_credential_headers_are_configurable() {
+        let default = policy(PageCache::builder(Duration::from_secs(60)));
+        assert!(key(&default, "/x", &[("x-api-key", "k")]).is_none());
+        assert!(key(&default, "/x", &[("proxy-authorization", "Basic a")]).is_none());
+        let token = HeaderName::from_static("x-auth-token");
+        let custom = policy(PageCache::builder(Duration::from_secs(60)).credential_headers([token]));
+        assert!(key(&custom, "/x", &[("x-auth-token", "t")]).is_none());
+        assert!(key(&custom, "/x", &[("x-api-key", "k")]).is_some(), "the list replaces the default");
+        assert!(key(&custom, "/x", &[("authorization", "Bearer a")]).is_none(), "still governed by allow_*");
     }
 
     #[test]
@@ -761,6 +1052,16 @@ mod tests {
         assert!(error(ttl().stale(Duration::from_millis(500))).contains("`stale` counts whole seconds"));
         assert!(error(ttl().fail_safe(Duration::from_millis(1))).contains("`fail_safe`"));
         assert!(error(ttl().fail_safe_throttle(Duration::from_millis(999))).contains("`fail_safe_throttle`"));
+        assert!(error(ttl().jitter(Duration::from_millis(10))).contains("`jitter` counts whole seconds"));
+        assert!(error(ttl().statuses([])).contains("`statuses` is empty"));
+        for status in [101, 206, 304, 600] {
+            let status = StatusCode::from_u16(status).unwrap();
+            let message = error(ttl().statuses([StatusCode::OK, status]));
+            assert!(message.contains(status.as_str()) && message.contains("remove it"), "{message}");
+        }
+        assert!(ttl().statuses([StatusCode::OK, StatusCode::NOT_FOUND, StatusCode::GONE]).build().is_ok());
+        assert!(error(ttl().max_body_bytes(0)).contains("at least one byte"));
+        assert!(error(ttl().ignore_query_param("")).contains("names no parameter"));
         let extremes = ttl().stale(Duration::MAX).fail_safe(Duration::MAX).fail_safe_throttle(Duration::ZERO);
         assert!(extremes.build().is_ok(), "any whole number of seconds is fine");
     }

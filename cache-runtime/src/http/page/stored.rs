@@ -59,14 +59,27 @@ pub(crate) struct StoredPage {
 pub(super) enum Unstorable {
     Status,
     SetCookie,
-    /// `Cache-Control: no-store` or `private`.
+    /// `Cache-Control: no-store`, `private` or `no-cache`.
     CacheControl,
+    /// Stale as it comes: `s-maxage` (or, without it, `max-age`) zero or
+    /// malformed, or, without either, an `Expires` not after `Date`.
+    Expired,
     /// `Vary: *`, or a `Vary` that names no header.
     VaryAll,
 }
 
 /// The request headers a response varies on besides the policy's, sorted,
 /// if the response may be stored.
+///
+/// These are the rules of RFC 9111 (§3, §4.2.1, §5.2.2) by which a shared
+/// cache may store a response and reuse it without asking the origin again
+/// (`no-store`, `private`, `no-cache`, a freshness of zero), not a full
+/// implementation such as `http-cache-semantics`: a page's lifetime is the
+/// policy's TTL and its invalidations rather than one computed from the
+/// response (so a positive `max-age` does not shorten it), which statuses
+/// are kept is the policy's choice, and requests were screened before
+/// ([`Policy::primary_key`]); what is left is this short list, without a
+/// dependency.
 pub(super) fn storable(policy: &Policy, response: &response::Parts) -> Result<Vec<HeaderName>, Unstorable> {
     if !policy.caches_status(response.status) {
         return Err(Unstorable::Status);
@@ -76,12 +89,34 @@ pub(super) fn storable(policy: &Policy, response: &response::Parts) -> Result<Ve
     }
     let directives = response.headers.get_all(CACHE_CONTROL).iter().flat_map(|value| {
         value.to_str().unwrap_or("no-store").split(',').map(|directive| {
-            let name = directive.split_once('=').map_or(directive, |(name, _)| name);
-            name.trim().to_ascii_lowercase()
+            let (name, argument) = directive.split_once('=').unwrap_or((directive, ""));
+            (name.trim().to_ascii_lowercase(), argument.trim().trim_matches('"').to_owned())
         })
     });
-    if directives.into_iter().any(|name| name == "no-store" || name == "private") {
-        return Err(Unstorable::CacheControl);
+    // Seconds of freshness a shared cache may give: `s-maxage` over
+    // `max-age`; `None` for a malformed value (stale, RFC 9111 §4.2.1).
+    let (mut max_age, mut s_maxage) = (None, None);
+    for (name, argument) in directives {
+        match name.as_str() {
+            "no-store" | "private" | "no-cache" => return Err(Unstorable::CacheControl),
+            "max-age" => max_age = max_age.or(Some(argument.parse::<u64>().ok())),
+            "s-maxage" => s_maxage = s_maxage.or(Some(argument.parse::<u64>().ok())),
+            _ => {}
+        }
+    }
+    match s_maxage.or(max_age) {
+        Some(None | Some(0)) => return Err(Unstorable::Expired),
+        Some(Some(_)) => {}
+        None => {
+            if let Some(expires) = response.headers.get(EXPIRES) {
+                let date =
+                    |value: Option<&HeaderValue>| httpdate::parse_http_date(value?.to_str().ok()?).ok();
+                let now = date(response.headers.get(DATE)).unwrap_or_else(std::time::SystemTime::now);
+                if date(Some(expires)).is_none_or(|expires| expires <= now) {
+                    return Err(Unstorable::Expired);
+                }
+            }
+        }
     }
     let mut names = Vec::new();
     for value in response.headers.get_all(VARY) {
@@ -299,6 +334,7 @@ mod tests {
         let policy = policy();
         assert_eq!(storable(&policy, &response(200, &[])), Ok(vec![]));
         assert_eq!(storable(&policy, &response(500, &[])), Err(Unstorable::Status));
+        assert_eq!(storable(&policy, &response(404, &[])), Err(Unstorable::Status), "unless listed");
         assert_eq!(storable(&policy, &response(200, &[("set-cookie", "a=b")])), Err(Unstorable::SetCookie));
         for value in ["no-store", "Private", "public, max-age=3, private=\"x\"", "max-age=1,NO-STORE"] {
             assert_eq!(
@@ -308,6 +344,27 @@ mod tests {
             );
         }
         assert_eq!(storable(&policy, &response(200, &[("cache-control", "public, max-age=60")])), Ok(vec![]));
+        for value in ["no-cache", "no-cache=\"set-cookie\"", "public, No-Cache"] {
+            let stored = storable(&policy, &response(200, &[("cache-control", value)]));
+            assert_eq!(stored, Err(Unstorable::CacheControl), "{value}");
+        }
+        for value in
+            ["max-age=0", "s-maxage=0", "max-age=60, s-maxage=0", "max-age=x", "max-age=0, max-age=60"]
+        {
+            let stored = storable(&policy, &response(200, &[("cache-control", value)]));
+            assert_eq!(stored, Err(Unstorable::Expired), "{value}");
+        }
+        for value in ["max-age=0, s-maxage=30", "max-age=\"60\"", "s-maxage=1"] {
+            assert_eq!(storable(&policy, &response(200, &[("cache-control", value)])), Ok(vec![]), "{value}");
+        }
+        let past = "Thu, 01 Jan 1970 00:00:01 GMT";
+        for headers in [&[("expires", "0")][..], &[("expires", past)], &[("expires", past), ("date", past)]] {
+            assert_eq!(storable(&policy, &response(200, headers)), Err(Unstorable::Expired), "{headers:?}");
+        }
+        let later = "Thu, 01 Jan 1970 00:01:00 GMT";
+        assert_eq!(storable(&policy, &response(200, &[("expires", later), ("date", past)])), Ok(vec![]));
+        let overridden = [("expires", "0"), ("cache-control", "max-age=60")];
+        assert_eq!(storable(&policy, &response(200, &overridden)), Ok(vec![]), "max-age wins over Expires");
         assert_eq!(storable(&policy, &response(200, &[("vary", "*")])), Err(Unstorable::VaryAll));
         assert_eq!(storable(&policy, &response(200, &[("vary", "Accept, *")])), Err(Unstorable::VaryAll));
         assert_eq!(
