@@ -42,12 +42,12 @@ where
     T: de::Deserialize<'de>,
     D: de::Deserializer<'de>,
 {
-    T::deserialize(Limited { inner: deserializer, depth: Depth(0) })
+    T::deserialize(Limited::at(deserializer, Depth(0)))
 }
 
 /// `value` as a `Serialize` that fails on nesting at [`MAX_DEPTH`].
 pub(crate) fn limited<T: Serialize + ?Sized>(value: &T) -> impl Serialize + '_ {
-    Limited { inner: value, depth: Depth(0) }
+    Limited::at(value, Depth(0))
 }
 
 /// The levels open around a value.

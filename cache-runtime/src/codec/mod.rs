@@ -39,10 +39,10 @@ pub const FORMAT_VERSION: u8 = 2;
 /// The built-in codecs refuse values nested [`MAX_DEPTH`] (128) levels deep:
 /// sequences, maps, structs, tuples, enum variants, `Some` and newtype structs
 /// may nest up to 127 deep, as serde_json's own limit allows. A value nested
-/// deeper is not cached (its encode fails: the call returns it and counts an
-/// `encode` error); an entry nested deeper, corrupt or crafted to overflow the
-/// stack, is a miss. A codec of your own decodes untrusted bytes too: bound its
-/// nesting as well.
+/// deeper is not stored in Redis (its encode fails: the call returns it and
+/// counts an `encode` error); an entry nested deeper, corrupt or crafted to
+/// overflow the stack, is a miss. A codec of your own decodes untrusted bytes
+/// too: bound its nesting as well.
 ///
 /// ```
 /// use cache_runtime::{Codec, Postcard};
