@@ -7,12 +7,20 @@
 //! the entry's tags and versions seen when its load began. Anything that does
 //! not decode (garbage, another format version, another type, another codec)
 //! is a [`DecodeError`], which the cache treats as a miss.
+//!
+//! Entries are untrusted bytes, so every built-in codec bounds nesting at
+//! [`MAX_DEPTH`] levels: an entry nested deeper (corrupt, or crafted to
+//! overflow the stack) is a [`DecodeError`], and a value nested deeper is an
+//! [`EncodeError`], never written since it could never be read back.
+
+mod depth;
 
 use std::fmt;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+pub use self::depth::MAX_DEPTH;
 use crate::entry_info::{EntryMeta, generation_fingerprint};
 pub use crate::shape::{Shape, shape_of};
 use crate::value::{SharedValue, ValueOps};
@@ -26,6 +34,15 @@ pub const FORMAT_VERSION: u8 = 2;
 /// self-describing: types whose serde attributes skip fields conditionally
 /// (`skip_serializing_if`) or are `untagged`/`flatten`ed do not round-trip; use
 /// [`Json`] for those (`#[cached(codec = cache_runtime::Json, ...)]`).
+///
+/// # Nesting
+/// The built-in codecs refuse values nested [`MAX_DEPTH`] (128) levels deep:
+/// sequences, maps, structs, tuples, enum variants, `Some` and newtype structs
+/// may nest up to 127 deep, as serde_json's own limit allows. A value nested
+/// deeper is not stored in Redis (its encode fails: the call returns it and
+/// counts an `encode` error); an entry nested deeper, corrupt or crafted to
+/// overflow the stack, is a miss. A codec of your own decodes untrusted bytes
+/// too: bound its nesting as well.
 ///
 /// ```
 /// use cache_runtime::{Codec, Postcard};
@@ -73,14 +90,16 @@ impl Codec for Postcard {
 
     fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         let taken = std::mem::take(out);
-        *out = postcard::to_extend(value, taken).map_err(|e| EncodeError(e.to_string()))?;
+        *out = postcard::to_extend(&depth::limited(value), taken).map_err(|e| EncodeError(e.to_string()))?;
         Ok(())
     }
 
     fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
-        match postcard::take_from_bytes(bytes) {
-            Ok((value, [])) => Ok(value),
-            Ok((_, rest)) => Err(DecodeError::new(format!("{} trailing bytes after the value", rest.len()))),
+        let mut deserializer = postcard::Deserializer::from_bytes(bytes);
+        let value = depth::deserialize(&mut deserializer).map_err(|e| DecodeError::new(e.to_string()))?;
+        match deserializer.finalize() {
+            Ok([]) => Ok(value),
+            Ok(rest) => Err(DecodeError::trailing(rest.len())),
             Err(e) => Err(DecodeError::new(e.to_string())),
         }
     }
@@ -101,11 +120,16 @@ impl Codec for Json {
     const ID: u8 = 2;
 
     fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-        serde_json::to_writer(out, value).map_err(|e| EncodeError(e.to_string()))
+        serde_json::to_writer(out, &depth::limited(value)).map_err(|e| EncodeError(e.to_string()))
     }
 
+    /// serde_json stops at 128 levels of arrays and objects by itself; the
+    /// depth limit also bounds what takes no bracket (`Some`, newtype structs).
     fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
-        serde_json::from_slice(bytes).map_err(|e| DecodeError::new(e.to_string()))
+        let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+        let value = depth::deserialize(&mut deserializer).map_err(|e| DecodeError::new(e.to_string()))?;
+        deserializer.end().map_err(|e| DecodeError::new(e.to_string()))?;
+        Ok(value)
     }
 }
 
@@ -135,7 +159,10 @@ pub struct Bincode;
 
 #[cfg(feature = "bincode")]
 mod bincode_codec {
-    use super::{Bincode, Codec, DecodeError, DeserializeOwned, EncodeError, Serialize};
+    use bincode::de::read::Reader;
+    use bincode::serde::OwnedSerdeDecoder;
+
+    use super::{Bincode, Codec, DecodeError, DeserializeOwned, EncodeError, Serialize, depth};
 
     /// Most memory a decode may claim (lengths times element sizes).
     const LIMIT: usize = 256 * 1024 * 1024;
@@ -158,22 +185,48 @@ mod bincode_codec {
         }
     }
 
+    /// The bytes of an entry not read yet.
+    struct Unread<'a>(&'a [u8]);
+
+    impl Reader for Unread<'_> {
+        fn read(&mut self, bytes: &mut [u8]) -> Result<(), bincode::error::DecodeError> {
+            let Some((read, rest)) = self.0.split_at_checked(bytes.len()) else {
+                return Err(bincode::error::DecodeError::UnexpectedEnd {
+                    additional: bytes.len() - self.0.len(),
+                });
+            };
+            bytes.copy_from_slice(read);
+            self.0 = rest;
+            Ok(())
+        }
+
+        fn peek_read(&mut self, n: usize) -> Option<&[u8]> {
+            self.0.get(..n)
+        }
+
+        fn consume(&mut self, n: usize) {
+            self.0 = self.0.get(n..).unwrap_or_default();
+        }
+    }
+
     impl Codec for Bincode {
         const ID: u8 = 3;
 
         fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-            bincode::serde::encode_into_writer(value, Append(out), config())
+            bincode::serde::encode_into_writer(depth::limited(value), Append(out), config())
                 .map_err(|e| EncodeError::new(e.to_string()))
         }
 
+        /// bincode has no nesting limit of its own: its deserializer goes
+        /// through the depth limit.
         fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
-            match bincode::serde::decode_from_slice::<T, _>(bytes, config()) {
-                Ok((value, read)) if read == bytes.len() => Ok(value),
-                Ok((_, read)) => Err(DecodeError::new(format!(
-                    "{} trailing bytes after the value",
-                    bytes.len().saturating_sub(read)
-                ))),
-                Err(e) => Err(DecodeError::new(e.to_string())),
+            let mut unread = Unread(bytes);
+            let mut decoder = OwnedSerdeDecoder::from_reader(&mut unread, config());
+            let value =
+                depth::deserialize(decoder.as_deserializer()).map_err(|e| DecodeError::new(e.to_string()))?;
+            match unread.0.len() {
+                0 => Ok(value),
+                rest => Err(DecodeError::trailing(rest)),
             }
         }
     }
@@ -213,6 +266,10 @@ pub struct DecodeError(String);
 impl DecodeError {
     pub(crate) fn new(reason: impl Into<String>) -> Self {
         Self(reason.into())
+    }
+
+    fn trailing(bytes: usize) -> Self {
+        Self(format!("{bytes} trailing bytes after the value"))
     }
 }
 
@@ -472,6 +529,139 @@ mod tests {
         let mut bytes = Vec::new();
         Postcard::encode(&user, &mut bytes).unwrap();
         assert_eq!(encoded_size(&user), Some(bytes.len()));
+    }
+
+    /// A recursive type: untrusted bytes can nest it as deep as they are long.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    enum Tree {
+        Leaf(u32),
+        Node(Vec<Tree>),
+    }
+
+    /// `Leaf(0)` inside `depth` nodes: two levels a node (the variant, its
+    /// vector) and one for the leaf, so 63 nodes are the deepest allowed.
+    fn nested(depth: usize) -> Tree {
+        (0..depth).fold(Tree::Leaf(0), |tree, _| Tree::Node(vec![tree]))
+    }
+
+    /// `nested(depth)` in postcard, as bytes: variant 1 and one element a node, then `Leaf(0)`.
+    fn nested_postcard(depth: usize) -> Vec<u8> {
+        let mut bytes = [1_u8, 1].repeat(depth);
+        bytes.extend([0, 0]);
+        bytes
+    }
+
+    /// `depth` JSON arrays, one inside another.
+    fn nested_json_arrays(depth: usize) -> Vec<u8> {
+        [b"[".repeat(depth), b"]".repeat(depth)].concat()
+    }
+
+    #[test]
+    fn a_deeply_nested_postcard_entry_is_an_error_not_a_stack_overflow() {
+        assert_eq!(nested_postcard(2), postcard::to_allocvec(&nested(2)).unwrap());
+        assert!(Postcard::decode::<Tree>(&nested_postcard(1_000_000)).is_err());
+    }
+
+    #[test]
+    fn a_deeply_nested_json_entry_is_an_error_not_a_stack_overflow() {
+        let node = br#"{"Node":["#;
+        let tree = [node.repeat(1_000_000), br#"{"Leaf":0}"#.to_vec(), b"]}".repeat(1_000_000)].concat();
+        assert!(Json::decode::<Tree>(&tree).is_err());
+        assert!(Json::decode::<serde_json::Value>(&nested_json_arrays(1_000_000)).is_err());
+    }
+
+    #[test]
+    fn serde_json_stops_at_128_levels_by_itself() {
+        assert!(serde_json::from_slice::<serde_json::Value>(&nested_json_arrays(MAX_DEPTH - 1)).is_ok());
+        let error = serde_json::from_slice::<serde_json::Value>(&nested_json_arrays(MAX_DEPTH)).unwrap_err();
+        assert!(error.to_string().contains("recursion limit exceeded"), "{error}");
+    }
+
+    /// `C` round-trips 127 levels, wide or not, and refuses 128 both ways;
+    /// `unlimited` is the format without the limit, for the entry too deep.
+    fn holds_the_depth_limit<C: Codec>(unlimited: fn(&Tree) -> Vec<u8>) {
+        let wide = Tree::Node(vec![nested(62); 100]);
+        for tree in [nested(63), wide] {
+            let mut bytes = Vec::new();
+            C::encode(&tree, &mut bytes).unwrap();
+            assert_eq!(C::decode::<Tree>(&bytes).unwrap(), tree);
+        }
+        assert!(C::encode(&nested(64), &mut Vec::new()).is_err(), "too deep to encode");
+        assert!(C::decode::<Tree>(&unlimited(&nested(64))).is_err(), "too deep to decode");
+    }
+
+    #[test]
+    fn postcard_and_json_hold_the_depth_limit() {
+        holds_the_depth_limit::<Postcard>(|tree| postcard::to_allocvec(tree).unwrap());
+        holds_the_depth_limit::<Json>(|tree| serde_json::to_vec(tree).unwrap());
+    }
+
+    /// Nests through `Some` and a newtype struct: no bracket, no byte in JSON.
+    #[derive(Debug, Serialize, Deserialize)]
+    struct List(Option<Box<List>>);
+
+    #[test]
+    fn nesting_without_brackets_is_bounded_too() {
+        // `1` is no `List`, but serde_json would recurse into `Some` forever to find out.
+        assert!(Json::decode::<List>(b"1").is_err());
+        assert!(Postcard::decode::<List>(&[1; 1_000_000]).is_err());
+        let mut bytes = vec![1; MAX_DEPTH / 2 - 1];
+        bytes.push(0);
+        assert!(Postcard::decode::<List>(&bytes).is_ok(), "63 lists and their `Some`, then the 127th level");
+        bytes.insert(0, 1);
+        assert!(Postcard::decode::<List>(&bytes).is_err());
+    }
+
+    /// The length a sequence claims, as its visitor is told.
+    struct ClaimedLength(Option<usize>);
+
+    impl<'de> Deserialize<'de> for ClaimedLength {
+        fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            struct Claim;
+            impl<'de> serde::de::Visitor<'de> for Claim {
+                type Value = ClaimedLength;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a sequence")
+                }
+                fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<ClaimedLength, A::Error> {
+                    Ok(ClaimedLength(seq.size_hint()))
+                }
+            }
+            deserializer.deserialize_seq(Claim)
+        }
+    }
+
+    #[test]
+    fn a_crafted_length_allocates_nothing_for_its_claim() {
+        // 2^60 elements claimed in a 10-byte entry: 9 bytes of length, one of element.
+        let mut claim = postcard::to_allocvec(&(1_u64 << 60)).unwrap();
+        claim.push(7);
+        assert_eq!(claim.len(), 10);
+        // The claim reaches `Vec`'s visitor as no hint at all (postcard hints
+        // no more elements than bytes remain; serde would preallocate at most
+        // 1 MiB from a hint anyway): the decode fails at the end of the bytes.
+        assert_eq!(Postcard::decode::<ClaimedLength>(&claim[..9]).unwrap().0, None);
+        assert_eq!(Postcard::decode::<ClaimedLength>(&[0]).unwrap().0, Some(0), "hints pass the limit");
+        assert!(Postcard::decode::<Vec<u64>>(&claim).is_err());
+        assert!(Postcard::decode::<Vec<u8>>(&claim).is_err());
+    }
+
+    #[test]
+    fn trailing_bytes_are_errors() {
+        assert_eq!(Postcard::decode::<u32>(&[7]), Ok(7));
+        assert!(Postcard::decode::<u32>(&[7, 0]).is_err());
+        assert_eq!(Json::decode::<u32>(b" 7 \n"), Ok(7));
+        assert!(Json::decode::<u32>(b"7 0").is_err());
+    }
+
+    #[cfg(feature = "bincode")]
+    #[test]
+    fn bincode_holds_the_depth_limit() {
+        holds_the_depth_limit::<Bincode>(|tree| {
+            bincode::serde::encode_to_vec(tree, bincode::config::standard()).unwrap()
+        });
+        assert!(Bincode::decode::<Tree>(&nested_postcard(1_000_000)).is_err());
+        assert!(Bincode::decode::<List>(&[1; 1_000_000]).is_err());
     }
 
     #[cfg(feature = "bincode")]
