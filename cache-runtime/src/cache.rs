@@ -217,7 +217,9 @@ impl Default for CacheBuilder {
 }
 
 impl CacheBuilder {
-    /// Bound on the in-memory cache's total weight: keys, encoded value sizes and bookkeeping.
+    /// Bound on the in-memory cache's total weight: keys, what values occupy in
+    /// memory (estimated from their serde shape: strings and sequences count
+    /// their headers and contents) and bookkeeping.
     pub fn max_bytes(mut self, bytes: u64) -> Self {
         self.max_bytes = bytes;
         self

@@ -76,7 +76,7 @@ async fn apply(
 ) {
     let store = &cache.inner.store;
     let first = store.invalidate(&targets, Urgency::Normal).await;
-    if first.is_ok() {
+    if first.as_ref().is_ok() || first.as_ref().is_err_and(CacheError::applied) {
         drop(raised);
         let _ = first_attempt.send(first);
         return;
@@ -91,6 +91,11 @@ async fn apply(
         until_retry(store.recovered(), delay).await;
         metrics::counter!(observe::INVALIDATION_RETRIES).increment(1);
         match store.invalidate(&targets, Urgency::Forced).await {
+            Err(error) if error.applied() => {
+                tracing::warn!(attempt, %error, "invalidation applied after a retry, not announced");
+                applied = true;
+                break;
+            }
             Ok(()) => {
                 tracing::info!(attempt, "invalidation applied after a retry");
                 applied = true;

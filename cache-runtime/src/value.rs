@@ -17,7 +17,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::codec::{Codec, DecodeError, EncodeError, encoded_size};
+use crate::codec::{Codec, DecodeError, EncodeError, heap_weight};
 use crate::mode::{CacheValue, Mode};
 
 /// A loaded value, shared between callers and the in-memory store.
@@ -150,7 +150,7 @@ pub(crate) struct ValueOps {
     pub(crate) codec: u8,
     pub(crate) encode: fn(&(dyn Any + Send + Sync), &mut Vec<u8>) -> Result<(), EncodeError>,
     pub(crate) decode: fn(&[u8]) -> Result<SharedValue, DecodeError>,
-    /// Size in the default codec, to weigh in-memory entries.
+    /// What a value occupies in memory (estimated), to weigh in-memory entries.
     pub(crate) weigh: fn(&(dyn Any + Send + Sync)) -> usize,
 }
 
@@ -190,5 +190,5 @@ fn decode<V: Encodable, K: Codec>(bytes: &[u8]) -> Result<SharedValue, DecodeErr
 }
 
 fn weigh<V: Encodable>(value: &(dyn Any + Send + Sync)) -> usize {
-    value.downcast_ref::<V>().and_then(encoded_size).unwrap_or(size_of::<V>())
+    value.downcast_ref::<V>().and_then(|value| heap_weight(value, size_of::<V>())).unwrap_or(size_of::<V>())
 }

@@ -142,3 +142,47 @@ async fn a_put_that_cannot_be_stored_deletes_the_entry() {
     let cache = Cache::builder().max_bytes(64 * 1024).build();
     cache_tests::linked::a_put_that_cannot_be_stored_deletes_the_entry(&cache).await;
 }
+
+/// 10,000 empty strings: 10 KB encoded, 240 KB in memory.
+#[cached(key = "blanks:<id>", ttl = 300, cache = cache, skip = [cache])]
+async fn blanks(cache: &Cache, id: u64) -> Vec<String> {
+    vec![String::new(); 10_000]
+}
+
+/// The bound weighs what a value occupies in memory, not its encoded size:
+/// 100 values of 240 KB each do not fit in 4 MiB.
+#[tokio::test]
+async fn max_bytes_weighs_what_values_occupy() {
+    let cache = Cache::builder().max_bytes(4 << 20).build();
+    for id in 0..100 {
+        blanks(&cache, id).await;
+    }
+    let layer = &cache.status().layers[0];
+    let (entries, weight) = (layer.entries.unwrap(), layer.weight_bytes.unwrap());
+    eprintln!("{entries} entries of 240 KB kept, weighing {weight} bytes, under a bound of 4 MiB");
+    assert!(weight <= 4 << 20, "{weight}");
+    assert!(entries * 240_000 <= 4 << 20, "{entries} entries of 240 KB in 4 MiB");
+}
+
+/// Resident memory of this process, in bytes.
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|field| field.parse().ok()).unwrap_or(0);
+    pages * 4096
+}
+
+/// 20,000 distinct tags of 10 KB each (as a write endpoint rendering user
+/// input into a tag could be sent), through `invalidate_tag`: the counters
+/// keep a name shortened to 200 bytes each, weighed, so memory stays bounded.
+#[tokio::test]
+async fn hostile_tag_names_cost_bounded_memory() {
+    let cache = Cache::in_memory();
+    let before = resident_bytes();
+    for round in 0..20_000_u32 {
+        let tag = format!("{round}:{}", "x".repeat(10_000));
+        cache.invalidate_tag(&tag).await.unwrap();
+    }
+    let grown = resident_bytes().saturating_sub(before);
+    eprintln!("20,000 tags of 10 KB invalidated: resident memory grew {} KiB", grown / 1024);
+    assert!(grown < 64 << 20, "resident memory grew {} MiB", grown >> 20);
+}

@@ -405,3 +405,23 @@ async fn a_silent_bus_stops_the_local_layer_within_its_window() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+/// An invalidation Redis applied but whose announcement it refused (no
+/// permission on the channel) says so: it is not retried as if it had not
+/// been applied, and the status names the fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_applied_but_unannounced_invalidation_says_so() {
+    let fixture = fixture!();
+    let url = fixture.server.user_url("app");
+    fixture.server.acl("app", &["resetchannels"]);
+    let cache = two_level(&url, Duration::from_secs(60));
+    let table = Table::default();
+    profile(&cache, &table, 1).await.unwrap();
+    cache_tests::linked::set_name(&table, 1, "Ada");
+    let error = invalidate!(cache_tests::linked::profile(1), cache = &cache).await.unwrap_err();
+    assert_eq!(error.class(), "not_announced", "{error}");
+    assert_eq!(cache.status().pending_invalidations, 0, "not retried: it was applied");
+    assert_eq!(profile(&cache, &table, 1).await.unwrap().name, "Ada");
+    let problem = cache.status().layers.iter().find_map(|layer| layer.problem.clone()).expect("a problem");
+    assert!(problem.contains("resetchannels &P:*"), "{problem}");
+}

@@ -14,6 +14,7 @@
 //! [`EncodeError`], never written since it could never be read back.
 
 mod depth;
+mod heap;
 
 use std::fmt;
 
@@ -21,6 +22,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 pub use self::depth::MAX_DEPTH;
+pub(crate) use self::heap::heap_weight;
 use crate::entry_info::{EntryMeta, generation_fingerprint};
 pub use crate::shape::{Shape, shape_of};
 use crate::value::{SharedValue, ValueOps};
@@ -230,15 +232,6 @@ mod bincode_codec {
             }
         }
     }
-}
-
-/// Size of `value` in the default codec, used to weigh in-memory entries.
-pub(crate) fn encoded_size<T: Serialize + ?Sized>(value: &T) -> Option<usize> {
-    postcard::serialize_with_flavor::<T, postcard::ser_flavors::Size, usize>(
-        value,
-        postcard::ser_flavors::Size::default(),
-    )
-    .ok()
 }
 
 /// A value could not be encoded.
@@ -521,14 +514,6 @@ mod tests {
         let bytes = h.encode::<Json, _>(&user).unwrap();
         let (_, back) = Envelope::decode::<Json, User>(&bytes, h.fingerprint).unwrap();
         assert_eq!(back, user);
-    }
-
-    #[test]
-    fn encoded_size_matches_encoding() {
-        let user = User { id: 300, name: "Ada".into() };
-        let mut bytes = Vec::new();
-        Postcard::encode(&user, &mut bytes).unwrap();
-        assert_eq!(encoded_size(&user), Some(bytes.len()));
     }
 
     /// A recursive type: untrusted bytes can nest it as deep as they are long.

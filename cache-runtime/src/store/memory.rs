@@ -1,9 +1,10 @@
 //! The in-memory store: typed values in a bounded [`quick_cache`] cache.
 //!
 //! Values stay typed (`Arc<dyn Any>`) and a hit clones them (a function that
-//! returns `Arc<T>` has its own `Arc` kept, so a hit clones only that); nothing is encoded
-//! except to weigh an entry once, when it is stored. The bound is the total
-//! weight in bytes (key, encoded value size and bookkeeping). Each entry expires
+//! returns `Arc<T>` has its own `Arc` kept, so a hit clones only that); nothing is encoded:
+//! an entry is weighed once, when it is stored. The bound is the total weight
+//! in bytes (key, what the value occupies in memory, estimated from its serde
+//! shape, and bookkeeping). Each entry expires
 //! at its own deadline (`ttl + uniform(0..=jitter)`), checked on every hit.
 //!
 //! Loads take a lease like on Redis: a key invalidation removes the entry and

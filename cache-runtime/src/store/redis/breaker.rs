@@ -95,12 +95,12 @@ impl Breaker {
         }
     }
 
-    fn record_failure(&self) {
+    fn record_failure(&self, cause: &dyn std::fmt::Display) {
         let failures = self.failures.fetch_add(1, Ordering::Relaxed).saturating_add(1);
         if failures >= self.threshold {
             let until = self.now_ms().saturating_add(self.cooldown_ms).max(1);
             if self.open_until_ms.swap(until, Ordering::AcqRel) == 0 {
-                tracing::warn!(failures, "Redis keeps failing: circuit breaker open");
+                tracing::warn!(failures, %cause, "Redis keeps failing: circuit breaker open, calls run their bodies until it answers");
                 metrics::counter!(crate::observe::BREAKER_OPENED).increment(1);
             }
         }
@@ -120,8 +120,9 @@ impl Permit<'_> {
         self.breaker.record_success();
     }
 
-    pub(crate) fn failed(self) {
-        self.breaker.record_failure();
+    /// Reports a failure; `cause` is said when it opens the breaker.
+    pub(crate) fn failed(self, cause: &dyn std::fmt::Display) {
+        self.breaker.record_failure(cause);
     }
 }
 
@@ -141,14 +142,14 @@ mod tests {
     fn opens_after_threshold_and_half_opens_after_cooldown() {
         let breaker = Breaker::new(3, Duration::from_millis(30), Arc::default());
         for _ in 0..3 {
-            breaker.permit().expect("closed").failed();
+            breaker.permit().expect("closed").failed(&"test");
         }
         assert!(breaker.permit().is_none(), "open after 3 failures");
         assert_eq!(breaker.state(), BreakerState::Open);
         std::thread::sleep(Duration::from_millis(40));
         let probe = breaker.permit().expect("one probe after the cooldown");
         assert!(breaker.permit().is_none(), "only one probe at a time");
-        probe.failed();
+        probe.failed(&"test");
         assert!(breaker.permit().is_none(), "a failed probe reopens");
         std::thread::sleep(Duration::from_millis(40));
         breaker.permit().expect("probe").succeeded();
@@ -159,7 +160,7 @@ mod tests {
     #[test]
     fn a_dropped_probe_lets_the_next_call_probe() {
         let breaker = Breaker::new(1, Duration::from_millis(1), Arc::default());
-        breaker.permit().expect("closed").failed();
+        breaker.permit().expect("closed").failed(&"test");
         std::thread::sleep(Duration::from_millis(5));
         let probe = breaker.permit().expect("half-open");
         assert!(breaker.permit().is_none());
@@ -171,7 +172,7 @@ mod tests {
     #[test]
     fn huge_cooldowns_do_not_overflow() {
         let breaker = Breaker::new(1, Duration::MAX, Arc::default());
-        breaker.permit().expect("closed").failed();
+        breaker.permit().expect("closed").failed(&"test");
         assert!(breaker.permit().is_none());
         assert_eq!(breaker.state(), BreakerState::Open);
     }

@@ -461,7 +461,7 @@ async fn cluster_command(handle: &ClusterHandle, urgency: Urgency, command: &Cmd
     if let Some(outcome) = direct_read(handle, slot, command).await {
         // Only an answer or a timeout comes back from the direct path.
         match &outcome {
-            Err(error) if error.is_timeout() => permit.failed(),
+            Err(error) if error.is_timeout() => permit.failed(error),
             _ => permit.succeeded(),
         }
         return outcome;
@@ -477,7 +477,7 @@ async fn cluster_command(handle: &ClusterHandle, urgency: Urgency, command: &Cmd
     // answering hits says nothing about it.
     handle.observe(&outcome);
     match &outcome {
-        Err(error) if super::CacheError::classify(error.clone()).is_outage() => permit.failed(),
+        Err(error) if super::CacheError::classify(error.clone()).is_outage() => permit.failed(error),
         _ => permit.succeeded(),
     }
     outcome

@@ -16,6 +16,7 @@ use redis::RedisError;
 /// | [`WrongType`](Self::WrongType) | Redis is up | a miss; the next store overwrites the key |
 /// | [`Server`](Self::Server) | Redis is up | logged; the body runs |
 /// | [`NotStored`](Self::NotStored) | — | a put's value was not stored; its entry was deleted |
+/// | [`NotAnnounced`](Self::NotAnnounced) | — | an invalidation was applied in Redis, but its announcement to the other processes' local layers was refused; not retried, said like a misconfiguration |
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum CacheError {
@@ -43,6 +44,10 @@ pub enum CacheError {
     WrongType(RedisError),
     /// Any other error answer.
     Server(RedisError),
+    /// An invalidation was applied in Redis, but the message telling the other
+    /// processes of a two-level cache was refused (a permission on the
+    /// channel): their local layers keep the entries until `local_max_age`.
+    NotAnnounced(RedisError),
     /// A put was not stored: the value is larger than the cache takes, or
     /// another write or an invalidation overtook it. The entry was deleted.
     NotStored,
@@ -94,10 +99,30 @@ impl CacheError {
         )
     }
 
+    /// This error of an invalidation's pipeline, as [`CacheError::NotAnnounced`]
+    /// when every command succeeded but the announcement at `index`.
+    pub(crate) fn announcement_refused_at(self, index: usize) -> Self {
+        let (Self::NoPermission(error) | Self::Server(error)) = &self else { return self };
+        let only_there = error
+            .clone()
+            .into_server_errors()
+            .is_some_and(|errors| !errors.is_empty() && errors.iter().all(|(failed, _)| *failed == index));
+        if only_there { Self::NotAnnounced(error.clone()) } else { self }
+    }
+
+    /// Whether an invalidation that ended with this error was applied.
+    pub(crate) fn applied(&self) -> bool {
+        matches!(self, Self::NotAnnounced(_))
+    }
+
     /// What to change when this error means the cache is misconfigured.
     pub(crate) fn fix(&self) -> Option<&'static str> {
         match self {
             Self::Tls(error) => super::tls::fix_for(error),
+            Self::NotAnnounced(_) => Some(
+                "give the cache's Redis user its channels, for prefix P: ACL SETUSER <user> resetchannels &P:* +@pubsub \
+                 (the README's Security section)",
+            ),
             Self::NoPermission(_) => Some(
                 "give the cache's Redis user its commands, keys and channels, for prefix P: \
                  ACL SETUSER <user> on ><password> resetkeys ~P:* resetchannels &P:* \
@@ -120,6 +145,7 @@ impl CacheError {
             Self::ReadOnly(_) => "read_only",
             Self::Moved(_) => "moved",
             Self::NoPermission(_) => "no_permission",
+            Self::NotAnnounced(_) => "not_announced",
             Self::OutOfMemory(_) => "out_of_memory",
             Self::WrongType(_) => "wrong_type",
             Self::Server(_) => "server",
@@ -139,6 +165,9 @@ impl fmt::Display for CacheError {
             Self::ReadOnly(error) => write!(f, "Redis is a read-only replica: {error}")?,
             Self::Moved(error) => write!(f, "Redis redirects to another node: {error}")?,
             Self::NoPermission(error) => write!(f, "Redis refused the cache's user: {error}")?,
+            Self::NotAnnounced(error) => {
+                write!(f, "the invalidation was applied, but not announced to the other processes: {error}")?;
+            }
             Self::OutOfMemory(error) => write!(f, "Redis is out of memory: {error}")?,
             Self::WrongType(error) => write!(f, "the Redis key holds another type: {error}")?,
             Self::Server(error) => write!(f, "Redis answered with an error: {error}")?,

@@ -218,7 +218,7 @@ impl RedisStore {
         let connection = match self.connection() {
             Ok(connection) => connection.for_call(urgency),
             Err(error) => {
-                permit.failed();
+                permit.failed(&error);
                 return Err(CacheError::Connection(error));
             }
         };
@@ -233,7 +233,7 @@ impl RedisStore {
                 let error = CacheError::classify(error);
                 self.shared.problem.note(&error);
                 if error.is_outage() && judged {
-                    permit.failed()
+                    permit.failed(&error)
                 } else {
                     permit.succeeded()
                 }
@@ -483,7 +483,16 @@ impl RedisStore {
         if let Some((channel, message)) = announcement {
             pipe.cmd("PUBLISH").arg(channel).arg(message).ignore();
         }
-        match self.with_scripts::<()>(urgency, &pipe).await {
+        // Every command but the announcement applied: the invalidation holds in Redis.
+        let announcement_at = entry_keys.len() + counters.len();
+        let outcome = self.with_scripts::<()>(urgency, &pipe).await;
+        match outcome.map_err(|error| {
+            if announcement.is_some() { error.announcement_refused_at(announcement_at) } else { error }
+        }) {
+            Err(error @ CacheError::NotAnnounced(_)) => {
+                self.shared.problem.note(&error);
+                Err(error)
+            }
             Err(CacheError::OutOfMemory(_)) => {
                 // At `maxmemory` Redis refuses the bump but accepts deletes, and a
                 // deleted counter invalidates its entries just as well.
