@@ -425,3 +425,25 @@ async fn an_applied_but_unannounced_invalidation_says_so() {
     let problem = cache.status().layers.iter().find_map(|layer| layer.problem.clone()).expect("a problem");
     assert!(problem.contains("resetchannels &P:*"), "{problem}");
 }
+
+/// A two-level cache whose user may not `SUBSCRIBE` never uses its local
+/// layer, and says why in its status (and once a minute at WARN).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_subscription_is_shown_with_its_fix() {
+    let fixture = fixture!();
+    let url = fixture.server.user_url("app");
+    fixture.server.acl("app", &["resetchannels"]);
+    let cache = two_level(&url, Duration::from_secs(60));
+    let table = Table::default();
+    let deadline = Instant::now() + PATIENCE;
+    let problem = loop {
+        profile(&cache, &table, 1).await.unwrap();
+        if let Some(problem) = cache.status().layers.iter().find_map(|layer| layer.problem.clone()) {
+            break problem;
+        }
+        assert!(Instant::now() < deadline, "no problem shown: {:?}", cache.status());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(problem.to_lowercase().contains("channel") && problem.contains("ACL SETUSER"), "{problem}");
+    assert!(!cache.status().bus.is_some_and(|bus| bus.vouched), "the local layer is not used");
+}
