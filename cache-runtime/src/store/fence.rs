@@ -281,3 +281,76 @@ fn ticket_token(ticket: &Ticket) -> u128 {
         super::Lease::Busy => 0,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::site::Site;
+    use crate::value::OpsOf;
+
+    static SITE: Site = Site::new("fence::tests", 60, 0);
+
+    fn targets(keys: &[&str], dependencies: &[&str]) -> Targets {
+        Targets {
+            keys: keys.iter().map(|key| KeyWriter::from_rendered(key.as_bytes())).collect(),
+            dependencies: dependencies.iter().map(|&name| name.to_owned()).collect(),
+        }
+    }
+
+    fn covers(fence: &Fence, key: &str, dependencies: &[&str]) -> bool {
+        let key = KeyWriter::from_rendered(key.as_bytes());
+        let dependencies: Vec<String> = dependencies.iter().map(|&name| name.to_owned()).collect();
+        let request = Request {
+            site: &SITE,
+            key: &key,
+            dependencies: &dependencies,
+            ops: OpsOf::<u64, crate::codec::Postcard>::OPS,
+            fingerprint: 0,
+            absences: false,
+        };
+        fence.covers(&request)
+    }
+
+    #[test]
+    fn a_raised_invalidation_covers_its_keys_and_dependencies_until_lowered() {
+        let fence = Arc::new(Fence::default());
+        assert!(!fence.raised() && !covers(&fence, "user:1", &[]));
+        let raised = fence.raise(&targets(&["user:1"], &["t:org:7"]));
+        assert!(fence.raised());
+        assert!(covers(&fence, "user:1", &[]), "its key");
+        assert!(covers(&fence, "user:2", &["t:org:7"]), "an entry under its tag");
+        assert!(!covers(&fence, "user:2", &["t:org:8"]), "nothing else");
+        assert!(fence.covers_other_dependencies(), "entries under tags the reader does not name");
+        drop(raised);
+        assert!(!fence.raised() && !covers(&fence, "user:1", &["t:org:7"]));
+        assert!(!fence.covers_other_dependencies());
+    }
+
+    #[test]
+    fn two_invalidations_of_one_name_are_counted() {
+        let fence = Arc::new(Fence::default());
+        let first = fence.raise(&targets(&["user:1"], &[]));
+        let second = fence.raise(&targets(&["user:1"], &[]));
+        drop(first);
+        assert!(covers(&fence, "user:1", &[]), "the second is still pending");
+        drop(second);
+        assert!(!covers(&fence, "user:1", &[]));
+        assert_eq!(fence.table().bytes, 0, "every byte given back");
+    }
+
+    #[test]
+    fn past_its_bound_the_fence_covers_everything_until_lowered() {
+        let fence = Arc::new(Fence::default());
+        let name = "x".repeat(1024);
+        let fitting = MAX_FENCED_BYTES / (name.len() + NAME_OVERHEAD);
+        let held: Vec<Raised> = (0..fitting).map(|_| fence.raise(&targets(&[&name], &[]))).collect();
+        assert!(!covers(&fence, "anything", &[]), "all fit, each covers its own name");
+        let over = fence.raise(&targets(&[&name], &[]));
+        assert!(covers(&fence, "anything", &[]), "an invalidation that did not fit covers every read");
+        drop(over);
+        assert!(!covers(&fence, "anything", &[]));
+        drop(held);
+        assert_eq!(fence.table().bytes, 0);
+        assert!(!fence.raised());
+    }
+}
