@@ -197,5 +197,7 @@ async fn hostile_tag_names_cost_bounded_memory() {
     }
     let grown = resident_bytes().saturating_sub(before);
     eprintln!("10,000 tags of 10 KB invalidated or learned: resident memory grew {} KiB", grown / 1024);
-    assert!(grown < 40 << 20, "resident memory grew {} MiB", grown >> 20);
+    // About 7 MiB here, 170 MiB when names were kept whole; the margin is
+    // for the other tests of this binary, which run alongside.
+    assert!(grown < 64 << 20, "resident memory grew {} MiB", grown >> 20);
 }
