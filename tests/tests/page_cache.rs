@@ -341,33 +341,7 @@ fn redis_cache(server: &RedisServer) -> Cache {
         .build()
 }
 
-/// Each scenario, once in memory and once on Redis.
-macro_rules! on_every_store {
-    ($($scenario:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    if let Some(store) = super::Store::memory() {
-                        super::$scenario(store).await;
-                    }
-                }
-            )*
-        }
-        mod redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    if let Some(store) = super::Store::redis() {
-                        super::$scenario(store).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
-on_every_store!(
+cache_tests::on_every_store!(
     a_second_get_is_a_hit,
     concurrent_misses_call_the_origin_once,
     head_is_answered_from_the_get_page,

@@ -275,33 +275,7 @@ impl Store {
     }
 }
 
-/// Each scenario, once in memory and once on Redis.
-macro_rules! on_every_store {
-    ($($scenario:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    if let Some(store) = super::Store::memory() {
-                        super::$scenario(store).await;
-                    }
-                }
-            )*
-        }
-        mod redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $scenario() {
-                    if let Some(store) = super::Store::redis() {
-                        super::$scenario(store).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
-on_every_store!(
+cache_tests::on_every_store!(
     an_absolute_target_naming_another_host_than_host_is_not_cached,
     requests_with_forwarded_headers_are_not_cached,
     a_get_with_a_body_is_not_cached,

@@ -38,6 +38,10 @@ impl Fixture {
 }
 
 fn cache_on(url: &str) -> Cache {
+    builder_on(url).build()
+}
+
+fn builder_on(url: &str) -> cache_runtime::CacheBuilder {
     Cache::builder()
         .redis(url)
         .expect("valid url")
@@ -45,7 +49,6 @@ fn cache_on(url: &str) -> Cache {
         .expect("valid prefix")
         .timeout(Duration::from_millis(200))
         .circuit_breaker(3, Duration::from_millis(300))
-        .build()
 }
 
 macro_rules! fixture {
@@ -698,12 +701,5 @@ async fn the_documented_acl_is_enough() {
 }
 
 fn two_level_on(url: &str) -> Cache {
-    Cache::builder()
-        .redis(url)
-        .expect("valid url")
-        .prefix("test:app")
-        .expect("valid prefix")
-        .timeout(Duration::from_millis(200))
-        .local_cache(16 << 20)
-        .build()
+    builder_on(url).local_cache(16 << 20).build()
 }
