@@ -2,6 +2,7 @@
 //! `#[invalidates]`, the cache handle they are given, and their rendered
 //! dependencies.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use crate::cache::Cache;
@@ -36,7 +37,7 @@ pub(crate) fn dependency_name(kind: &str, name: &str) -> String {
     for c in name.chars() {
         if c.is_control() {
             for byte in c.encode_utf8(&mut [0; 4]).bytes() {
-                full.push_str(&format!("%{byte:02X}"));
+                let _ = write!(full, "%{byte:02X}"); // writing to a String cannot fail
             }
         } else {
             full.push(c);

@@ -66,6 +66,12 @@ async fn until_retry(recovered: Option<&tokio::sync::Notify>, delay: Duration) {
     }
 }
 
+/// Whether the store took an invalidation: applied, announced or not (a
+/// refused announcement is said as a misconfiguration, not retried).
+fn taken(outcome: &Result<(), CacheError>) -> bool {
+    outcome.as_ref().map_or_else(CacheError::applied, |()| true)
+}
+
 /// Sends `targets` to the store, reports the first attempt, retries until
 /// taken; the fence stays `raised` until then.
 async fn apply(
@@ -76,7 +82,7 @@ async fn apply(
 ) {
     let store = &cache.inner.store;
     let first = store.invalidate(&targets, Urgency::Normal).await;
-    if first.as_ref().is_ok() || first.as_ref().is_err_and(CacheError::applied) {
+    if taken(&first) {
         drop(raised);
         let _ = first_attempt.send(first);
         return;
@@ -90,18 +96,14 @@ async fn apply(
     for attempt in 2..=cache.inner.invalidation_attempts {
         until_retry(store.recovered(), delay).await;
         metrics::counter!(observe::INVALIDATION_RETRIES).increment(1);
-        match store.invalidate(&targets, Urgency::Forced).await {
-            Err(error) if error.applied() => {
-                tracing::warn!(attempt, %error, "invalidation applied after a retry, not announced");
-                applied = true;
-                break;
-            }
-            Ok(()) => {
-                tracing::info!(attempt, "invalidation applied after a retry");
-                applied = true;
-                break;
-            }
-            Err(error) => tracing::warn!(attempt, %error, "invalidation attempt failed"),
+        let outcome = store.invalidate(&targets, Urgency::Forced).await;
+        if taken(&outcome) {
+            tracing::info!(attempt, ?outcome, "invalidation applied after a retry");
+            applied = true;
+            break;
+        }
+        if let Err(error) = outcome {
+            tracing::warn!(attempt, %error, "invalidation attempt failed");
         }
         delay = (delay * 2).min(LONGEST_RETRY_WAIT);
     }

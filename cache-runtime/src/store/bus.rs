@@ -248,39 +248,43 @@ fn header(line: &[u8]) -> Option<(u64, u64)> {
     Some((u64::from_str_radix(publisher, 16).ok()?, sequence.parse().ok()?))
 }
 
-/// What a probe of the subscriber connection tells.
+/// What a probe of the subscriber connection changed.
 #[derive(Debug, PartialEq, Eq)]
 enum Heard {
-    Answered,
+    /// It answers again after a silence.
+    Spoke,
     /// Nothing answered for the longest silence allowed.
-    Silent,
+    FellSilent,
     /// Nothing answered for so long that the connection counts as lost.
     Gone,
-    /// Nothing answered, for less than the longest silence so far.
-    Waiting,
+    Unchanged,
 }
 
-/// When the subscriber connection last answered.
+/// When the subscriber connection last answered, and whether it is silent now.
 struct Silence {
     last_answer: tokio::time::Instant,
+    quiet: bool,
     max_silence: Duration,
     lost_after: Duration,
 }
 
 impl Silence {
     fn new(max_silence: Duration, lost_after: Duration) -> Self {
-        Self { last_answer: tokio::time::Instant::now(), max_silence, lost_after }
+        Self { last_answer: tokio::time::Instant::now(), quiet: false, max_silence, lost_after }
     }
 
     fn heard(&mut self, answered: bool) -> Heard {
         if answered {
             self.last_answer = tokio::time::Instant::now();
-            return Heard::Answered;
+            return if std::mem::take(&mut self.quiet) { Heard::Spoke } else { Heard::Unchanged };
         }
         match self.last_answer.elapsed() {
             silent if silent >= self.lost_after => Heard::Gone,
-            silent if silent >= self.max_silence => Heard::Silent,
-            _ => Heard::Waiting,
+            silent if silent >= self.max_silence && !self.quiet => {
+                self.quiet = true;
+                Heard::FellSilent
+            }
+            _ => Heard::Unchanged,
         }
     }
 }
@@ -345,8 +349,7 @@ impl Subscriber {
         let mut probe = tokio::time::interval(bus.max_silence / 2);
         probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut silence = Silence::new(bus.max_silence, self.l2.timeout().max(HEARTBEAT));
-        // Whether the learning period is over, and whether the bus is silent now.
-        let (mut learned, mut quiet) = (false, false);
+        let mut learned = false;
         let alive = loop {
             tokio::select! {
                 message = stream.next() => match message {
@@ -355,20 +358,17 @@ impl Subscriber {
                 },
                 () = tokio::time::sleep_until(learned_at), if !learned => {
                     learned = true;
-                    if !quiet {
+                    if !silence.quiet {
                         bus.vouched.store(true, Ordering::Release);
                     }
                 }
                 _ = probe.tick() => {
                     let ping = tokio::time::timeout(bus.max_silence / 2, sink.ping::<redis::Value>()).await;
                     match silence.heard(matches!(ping, Ok(Ok(_)))) {
-                        Heard::Answered if std::mem::take(&mut quiet) && learned => bus.speaks(),
-                        Heard::Silent if !quiet => {
-                            quiet = true;
-                            bus.falls_silent();
-                        }
+                        Heard::Spoke if learned => bus.speaks(),
+                        Heard::FellSilent => bus.falls_silent(),
                         Heard::Gone => break true,
-                        Heard::Answered | Heard::Silent | Heard::Waiting => {}
+                        Heard::Spoke | Heard::Unchanged => {}
                     }
                 }
                 _ = heartbeat.tick() => {
